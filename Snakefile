@@ -1,0 +1,51 @@
+# nlflow: UCF-101 (or the embedded demo) -> fine-tuned non-local I3D -> evaluation and report.
+# The DAG: download -> extract -> lists / downscale -> shuffle_rep -> lmdb -> (clean_weights) -> train
+# -> evaluate -> report. Run `snakemake --cores 2 --configfile config/demo.yaml` for the demo.
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+if not config:
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+validate(config, "config/schema.yaml")
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/download.smk"
+include: "rules/lists.smk"
+include: "rules/downscale.smk"
+include: "rules/lmdb.smk"
+include: "rules/weights.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report.output,
+
+
+rule download:
+    input:
+        expand(R("download/{filename}"), filename=archive_filenames()),
+
+
+rule lists:
+    input:
+        rules.make_lists.output,
+
+
+rule lmdb:
+    input:
+        rules.lmdb_train.output,
+        rules.lmdb_val.output,
+        rules.lmdb_test.output,
+
+
+rule weights:
+    input:
+        rules.clean_weights.output,

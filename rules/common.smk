@@ -1,0 +1,80 @@
+# Shared helpers: where outputs go, and the slices of the config each rule takes as params.
+# A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
+
+
+def R(path):
+    """A path under the configured results folder."""
+    return str(Path(config["results_dir"]) / path)
+
+
+def with_results_dir(text):
+    """Expand `{results_dir}` in configured URLs and paths (the demo points at its own outputs)."""
+    return None if text is None else text.replace("{results_dir}", config["results_dir"])
+
+
+ARCHIVES = {
+    part: {
+        "filename": config["dataset"][part]["filename"],
+        "urls": [with_results_dir(url) for url in config["dataset"][part]["urls"]],
+        "sha256": config["dataset"][part].get("sha256"),
+    }
+    for part in ("videos", "splits")
+}
+SPLIT = config["dataset"]["split"]
+LISTS = R(f"lists/split{SPLIT}")
+PRETRAINED_PKL = with_results_dir(config["pretrained"]["pkl"])
+
+
+def archive_filenames():
+    return [archive["filename"] for archive in ARCHIVES.values()]
+
+
+def archive_by_filename(filename):
+    for archive in ARCHIVES.values():
+        if archive["filename"] == filename:
+            return archive
+    raise ValueError(f"no configured archive is named {filename}")
+
+
+def local_source(url):
+    """The local file behind a `file:` URL or plain path, so Snakemake can order the demo before download."""
+    if url.startswith("file://"):
+        return url[len("file://"):]
+    if url.startswith("file:"):
+        return url[len("file:"):]
+    if "://" in url:
+        return None
+    return url
+
+
+def demo_source_inputs(wildcards):
+    """The demo's archives are produced by make_demo_dataset; real mirrors are not Snakemake inputs."""
+    archive = archive_by_filename(wildcards.filename)
+    paths = [local_source(url) for url in archive["urls"]]
+    return [path for path in paths if path is not None and path.startswith(config["results_dir"])]
+
+
+def min_frames():
+    """Videos shorter than one training clip (video_length x sample_rate frames) are excluded."""
+    return config["model"]["video_length"] * config["model"]["sample_rate"]
+
+
+def model_params():
+    return dict(config["model"], num_classes=config["dataset"]["num_classes"])
+
+
+def view_params():
+    test = config["test"]
+    return {
+        "video_length": config["model"]["video_length"],
+        "sample_rate": config["model"]["sample_rate"],
+        "num_clips": test["num_clips"],
+        "num_crops": test["num_crops"],
+        "scale": test["scale"],
+        "crop_size": test["crop_size"],
+    }
+
+
+def val_view_params():
+    """Validation during training: the centre clip, centre crop at the test scale."""
+    return dict(view_params(), num_clips=1, num_crops=1)

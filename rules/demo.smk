@@ -1,0 +1,34 @@
+# The embedded demo dataset: archives in the official UCF-101 layout and a Caffe2-format weight file.
+
+
+rule make_demo_dataset:
+    output:
+        videos=R("demo_source/UCF101.rar"),
+        splits=R("demo_source/UCF101TrainTestSplits-RecognitionTask.zip"),
+        manifest=R("demo_source/demo_manifest.json"),
+    params:
+        demo=config.get("demo", {}),
+    log:
+        R("logs/make_demo_dataset.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../workflow/scripts/make_demo_dataset.py"
+
+
+rule make_demo_weights:
+    output:
+        pkl=R("demo_source/i3d_nonlocal_demo_init.pkl"),
+    params:
+        model=config["model"],
+        seed=config.get("demo", {}).get("seed", 0),
+    log:
+        R("logs/make_demo_weights.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/make_demo_weights.py"

@@ -1,0 +1,39 @@
+# Acquisition: resumable, checksum-verified downloads, then safe, atomic extraction.
+
+
+rule download_ucf101:
+    input:
+        demo_source_inputs,
+    output:
+        R("download/{filename}"),
+    params:
+        urls=lambda wildcards: archive_by_filename(wildcards.filename)["urls"],
+        sha256=lambda wildcards: archive_by_filename(wildcards.filename)["sha256"],
+        lock_file=R("download/sha256.lock"),
+    log:
+        R("logs/download_ucf101/{filename}.log"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=240,
+    cache: "omit-software"
+    script:
+        "../workflow/scripts/download_ucf101.py"
+
+
+rule extract_ucf101:
+    input:
+        archive=lambda wildcards: R("download/" + ARCHIVES[wildcards.part]["filename"]),
+    output:
+        directory(R("extracted/{part}")),
+    wildcard_constraints:
+        part="videos|splits",
+    log:
+        R("logs/extract_ucf101/{part}.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    cache: "omit-software"
+    script:
+        "../workflow/scripts/extract_ucf101.py"

@@ -1,0 +1,24 @@
+# Every extracted video to the configured short side (parallel, in-process PyAV), with a manifest
+# that records corrupt and empty videos instead of failing on them.
+
+
+rule downscale:
+    input:
+        videos=R("extracted/videos"),
+    output:
+        videos=directory(R("downscaled/videos")),
+        manifest=R("downscaled/manifest.csv"),
+    params:
+        short_side=config["downscale"]["short_side"],
+        upsample=config["downscale"]["upsample"],
+        keyframe_interval=config["downscale"]["keyframe_interval"],
+        qscale=config["downscale"]["qscale"],
+    log:
+        R("logs/downscale.log"),
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    cache: "omit-software"
+    script:
+        "../workflow/scripts/downscale.py"

@@ -1,0 +1,25 @@
+# Fine-tuning from the cleaned weights: iteration-based, checkpointed, resumable.
+
+
+rule train:
+    input:
+        train_lmdb=R(f"lmdb/split{SPLIT}/train.lmdb"),
+        val_lmdb=R(f"lmdb/split{SPLIT}/val.lmdb"),
+        init=R("weights/init.pt"),
+        classes=f"{LISTS}/classes.txt",
+    output:
+        model=R("train/model_final.pt"),
+        metrics=R("train/metrics.jsonl"),
+    params:
+        train=config["train"],
+        val_views=val_view_params(),
+        checkpoint_dir=R("train/checkpoints"),
+    log:
+        R("logs/train.log"),
+    threads: workflow.cores
+    resources:
+        mem_mb=16000,
+        runtime=2880,
+        gpu=config["train"]["gpus"],
+    script:
+        "../workflow/scripts/train.py"

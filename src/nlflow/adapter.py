@@ -1,0 +1,33 @@
+"""The one bridge from a Snakemake `script:` to a stage function.
+
+The adapters in workflow/scripts/ only translate `snakemake.input/output/params` into keyword
+arguments; this module gives every stage the same logging and the same clean failure: a user
+mistake or bad data ends the job with one clear line in the rule's log, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from nlflow.errors import NlflowError
+from nlflow.logs import setup_logging
+
+
+def run_stage(snakemake: Any, stage: Callable[..., Any], **kwargs: Any) -> Any:
+    log_file = snakemake.log[0] if len(snakemake.log) else None
+    log = setup_logging(log_file)
+    threads = int(getattr(snakemake, "threads", 1) or 1)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    try:
+        return stage(**kwargs)
+    except NlflowError as error:
+        log.error("%s failed: %s", snakemake.rule, error)
+        logging.shutdown()
+        sys.exit(1)

@@ -1,0 +1,99 @@
+"""`nlflow` command line: the demo generator, weight conversion and inspection, and prediction."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from nlflow.errors import NlflowError
+from nlflow.logs import setup_logging
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from nlflow.datasets.demo import generate_demo
+
+    summary = generate_demo(
+        args.out_dir, seed=args.seed, num_frames=args.num_frames, clips_per_group=args.clips_per_group,
+        draw_frame_index=args.draw_frame_index,
+    )
+    print(summary)
+    return 0
+
+
+def _weights_convert(args: argparse.Namespace) -> int:
+    from nlflow.weights.convert import convert_caffe2_to_checkpoint
+
+    report = convert_caffe2_to_checkpoint(
+        args.src, args.dst, num_classes=args.num_classes, drop_head=args.drop_head,
+        keep_bn_stats=not args.drop_bn_stats,
+    )
+    print(report)
+    return 0
+
+
+def _weights_inspect(args: argparse.Namespace) -> int:
+    from nlflow.weights.convert import inspect_weights
+
+    print(inspect_weights(args.file))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from nlflow.predict import format_predictions, predict_videos
+
+    predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views)
+    print(format_predictions(predictions, as_json=args.json))
+    failed = [p for p in predictions if p.error]
+    for prediction in failed:
+        print(f"nlflow predict: {prediction.video}: {prediction.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="generate the embedded demo dataset (UCF-101 layout)")
+    demo.add_argument("out_dir")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--num-frames", type=int, default=80)
+    demo.add_argument("--clips-per-group", type=int, default=2)
+    demo.add_argument("--draw-frame-index", action="store_true", help="draw each frame's index into it")
+    demo.set_defaults(func=_demo)
+
+    weights = commands.add_parser("weights", help="Caffe2 weight files").add_subparsers(dest="action", required=True)
+    convert = weights.add_parser("convert", help="Caffe2 .pkl -> nlflow PyTorch checkpoint")
+    convert.add_argument("src")
+    convert.add_argument("dst")
+    convert.add_argument("--num-classes", type=int, default=None, help="classes of the new head")
+    convert.add_argument("--drop-head", action="store_true", help="drop pred_* and initialise a new head")
+    convert.add_argument("--drop-bn-stats", action="store_true", help="drop BN running statistics (_rm, _riv)")
+    convert.set_defaults(func=_weights_convert)
+    inspect = weights.add_parser("inspect", help="list blobs/tensors, shapes and what cleaning drops")
+    inspect.add_argument("file")
+    inspect.set_defaults(func=_weights_inspect)
+
+    predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
+    predict.add_argument("videos", nargs="+")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--topk", type=int, default=5)
+    predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30)
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(level=logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        return args.func(args)
+    except NlflowError as error:
+        print(f"nlflow {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

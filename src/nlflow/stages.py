@@ -1,0 +1,255 @@
+"""One function per workflow stage: the library calls a Snakemake rule makes, with plain arguments.
+
+The adapters in workflow/scripts/ pass `snakemake.input/output/params` here unchanged; each function
+composes the library modules that do the work and logs what a user wants to see in the rule's log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nlflow.errors import NlflowError
+
+log = logging.getLogger("nlflow.stages")
+
+VIDEO_FOLDER = "UCF-101"
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+
+
+def make_demo_dataset(out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2) -> None:
+    from nlflow.datasets.demo import generate_demo
+
+    summary = generate_demo(out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group)
+    log.info("demo dataset written to %s: %s", out_dir, summary)
+
+
+def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None:
+    from nlflow.models.builder import ModelConfig
+    from nlflow.weights.demo import write_demo_pretrained
+
+    config = ModelConfig.from_dict(dict(model, num_classes=400))
+    write_demo_pretrained(pkl, config, num_pretrain_classes=400, seed=seed)
+    log.info("demo Caffe2-format weights (freshly initialised, 400-class head) written to %s", pkl)
+
+
+def download(urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None) -> None:
+    from nlflow.datasets.download import fetch
+
+    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file)
+    log.info("%s", result)
+
+
+def extract(archive: str, target_dir: str) -> None:
+    from nlflow.datasets.extract import extract_archive
+
+    result = extract_archive(archive, target_dir)
+    log.info("%s", result)
+
+
+def video_root(extracted_dir: str | os.PathLike) -> Path:
+    """The folder holding `<Class>/<video>` inside an extracted video archive."""
+    root = Path(extracted_dir)
+    if (root / VIDEO_FOLDER).is_dir():
+        return root / VIDEO_FOLDER
+    subdirs = [p for p in root.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and not any(p.suffix.lower() in VIDEO_SUFFIXES for p in subdirs[0].iterdir() if p.is_file()):
+        return subdirs[0]
+    return root
+
+
+def make_lists(
+    splits_dir: str,
+    videos_dir: str,
+    split: int,
+    num_classes: int,
+    train: str,
+    val: str,
+    test: str,
+    classes: str,
+) -> None:
+    from nlflow.datasets.ucf101 import make_lists as write_lists
+
+    out_dir = Path(train).parent
+    expected = {Path(p).name for p in (train, val, test, classes)}
+    if expected != {"train.txt", "val.txt", "test.txt", "classes.txt"} or any(
+        Path(p).parent != out_dir for p in (val, test, classes)
+    ):
+        raise NlflowError("make_lists writes train.txt, val.txt, test.txt and classes.txt into one folder")
+    write_lists(splits_dir, split, out_dir, video_root=video_root(videos_dir), expected_num_classes=num_classes)
+
+
+def list_videos(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+    )
+
+
+def downscale(
+    extracted_dir: str,
+    out_dir: str,
+    manifest: str,
+    short_side: int,
+    upsample: bool,
+    keyframe_interval: int,
+    qscale: int,
+    n_jobs: int,
+) -> None:
+    from nlflow.video.downscale import downscale_all
+
+    root = video_root(extracted_dir)
+    videos = list_videos(root)
+    if not videos:
+        raise NlflowError(f"no videos found under {root}")
+    rows = downscale_all(
+        root, videos, out_dir, manifest, short_side=short_side, upsample=upsample,
+        keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs,
+    )
+    failed = [row for row in rows if row.status != "ok"]
+    log.info("downscaled %d videos, %d failed (recorded in %s)", len(rows), len(failed), manifest)
+    for row in failed:
+        log.warning("%s: %s (%s)", row.video, row.status, row.error)
+
+
+def _usable(entries: list[tuple[str, int]], manifest: str, min_frames: int) -> list[tuple[str, int]]:
+    from nlflow.store.manifest import summarize_exclusions, usable_entries
+    from nlflow.video.downscale import read_manifest
+
+    kept, excluded = usable_entries(entries, read_manifest(manifest), min_frames)
+    log.info("%s", summarize_exclusions(excluded, total=len(entries), min_frames=min_frames))
+    for video, reason in excluded:
+        log.warning("excluded %s: %s", video, reason)
+    if not kept:
+        raise NlflowError("no usable videos left after excluding corrupt, empty and too-short ones")
+    return kept
+
+
+def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int, min_frames: int) -> None:
+    from nlflow.datasets.ucf101 import format_list, read_list
+    from nlflow.fileio import write_text_atomic
+    from nlflow.store.shuffle import shuffle_repeat
+
+    kept = _usable(read_list(train_list), manifest, min_frames)
+    shuffled = shuffle_repeat(kept, repeats, seed)
+    write_text_atomic(out, format_list(shuffled))
+    log.info("training list: %d videos x %d repeats, shuffled with seed %d -> %s", len(kept), repeats, seed, out)
+
+
+def write_lmdb(
+    entries_list: str,
+    classes_file: str,
+    videos_dir: str,
+    manifest: str,
+    out: str,
+    kind: str,
+    embed: bool,
+    min_frames: int,
+) -> None:
+    from nlflow.datasets.ucf101 import read_classes, read_list
+    from nlflow.store.lmdb_store import write_store
+    from nlflow.video.downscale import read_manifest
+
+    rows = read_manifest(manifest)
+    entries = _usable(read_list(entries_list), manifest, min_frames)
+    count = write_store(
+        out, entries, videos_dir, kind=kind, classes=read_classes(classes_file),
+        settings={"min_frames": min_frames, "source_list": Path(entries_list).name},
+        frames={video: rows[video].frames for video, _ in entries}, embed=embed,
+    )
+    log.info("%s store: %d records -> %s", kind, count, out)
+
+
+def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool) -> None:
+    from nlflow.models.builder import ModelConfig, build_model
+    from nlflow.models.checkpoint import save_model_checkpoint
+    from nlflow.weights.convert import convert_caffe2_to_checkpoint
+
+    config = ModelConfig.from_dict(dict(model))
+    if pkl is None:
+        log.warning("no pretrained weights configured: training starts from a fresh initialisation")
+        save_model_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
+        return
+    report = convert_caffe2_to_checkpoint(
+        pkl, out, model_cfg=config, num_classes=config.num_classes,
+        drop_head=drop_head, keep_bn_stats=keep_bn_stats,
+    )
+    log.info("%s", report)
+
+
+def settings_digest(settings: Mapping[str, Any], *files: str) -> str:
+    """A short name for one training configuration, so checkpoints of another run are never resumed."""
+    payload = {"settings": settings, "inputs": [(Path(f).name, os.path.getsize(f), os.path.getmtime(f)) for f in files]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def train(
+    train_lmdb: str,
+    val_lmdb: str,
+    init: str,
+    classes_file: str,
+    model_out: str,
+    metrics_out: str,
+    checkpoint_dir: str,
+    train_config: Mapping[str, Any],
+    val_views: Mapping[str, Any],
+    threads: int,
+) -> None:
+    from nlflow.datasets.ucf101 import read_classes
+    from nlflow.train.loop import TrainSettings, train as run_training
+
+    settings = TrainSettings.from_config(dict(train_config), dict(val_views))
+    run_dir = Path(checkpoint_dir) / settings_digest(
+        {"train": dict(train_config), "val": dict(val_views)}, train_lmdb, val_lmdb, init
+    )
+    log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
+    final = run_training(settings, train_lmdb, val_lmdb, init, run_dir, read_classes(classes_file))
+    _publish(final, model_out)
+    _publish(run_dir / "metrics.jsonl", metrics_out)
+
+
+def _publish(src: str | os.PathLike, dst: str) -> None:
+    """Copy a finished artefact to its rule output atomically (the run folder keeps the original)."""
+    import shutil
+
+    from nlflow.fileio import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def evaluate(
+    model: str,
+    test_lmdb: str,
+    metrics_out: str,
+    predictions_out: str,
+    views: Mapping[str, Any],
+    batch_size: int,
+    num_workers: int,
+    aggregate: str,
+    cache_dir: str,
+) -> None:
+    from nlflow.evaluate.multiview import evaluate as run_evaluation
+    from nlflow.video.views import ViewSpec
+
+    spec = ViewSpec.from_dict(dict(views))
+    metrics = run_evaluation(
+        model, test_lmdb, spec, cache_dir, metrics_out, predictions_out,
+        batch_size=batch_size, num_workers=num_workers, aggregate=aggregate,
+    )
+    log.info(
+        "video-level top-1 %.4f, top-5 %.4f over %d videos (%d views each)",
+        metrics["top1"], metrics["top5"], metrics["num_videos"], spec.num_views,
+    )
+
+
+def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any]) -> None:
+    from nlflow.evaluate.report import write_report
+
+    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings))
+    log.info("report: %s", ", ".join(str(p) for p in paths))

@@ -1,0 +1,53 @@
+"""End-to-end: the whole DAG with real Snakemake on a small demo in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import small_demo_config, snakemake, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo_run")
+    config_file = write_config(workdir, small_demo_config())
+    result = snakemake(workdir, config_file)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, config_file, result
+
+
+def test_whole_dag_produces_metrics(finished_run):
+    workdir, _, _ = finished_run
+    metrics = json.loads((workdir / "results/evaluate/metrics.json").read_text())
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+    # 5 classes x 7 test groups x 1 clip; no test video is corrupt or short in the demo.
+    assert metrics["num_videos"] == 35
+    assert (workdir / "results/train/model_final.pt").stat().st_size > 0
+    assert any((workdir / "results/report").iterdir())
+
+
+def test_bad_videos_are_reported_and_excluded(finished_run):
+    workdir, _, _ = finished_run
+    with open(workdir / "results/downscaled/manifest.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    statuses = {row["status"] for row in rows}
+    assert "corrupt" in statuses
+    demo = json.loads((workdir / "results/demo_source/demo_manifest.json").read_text())
+    log = (workdir / "results/logs/shuffle_rep/split1.log").read_text()
+    assert "1 corrupt" in log and "1 too_short" in log
+    train_list = (workdir / "results/lists/split1/train_shuffled.txt").read_text()
+    for bad in (demo["corrupt_video"], demo["short_video"]):
+        assert bad.split("/", 1)[-1] not in train_list
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    workdir, config_file, _ = finished_run
+    again = snakemake(workdir, config_file)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Nothing to be done" in again.stdout + again.stderr

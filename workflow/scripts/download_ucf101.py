@@ -1,0 +1,11 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.download,
+    urls=snakemake.params.urls,
+    dest=snakemake.output[0],
+    sha256=snakemake.params.sha256,
+    lock_file=snakemake.params.lock_file,
+)

@@ -1,0 +1,15 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.downscale,
+    extracted_dir=snakemake.input.videos,
+    out_dir=snakemake.output.videos,
+    manifest=snakemake.output.manifest,
+    short_side=snakemake.params.short_side,
+    upsample=snakemake.params.upsample,
+    keyframe_interval=snakemake.params.keyframe_interval,
+    qscale=snakemake.params.qscale,
+    n_jobs=snakemake.threads,
+)

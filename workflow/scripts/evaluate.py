@@ -1,0 +1,16 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.evaluate,
+    model=snakemake.input.model,
+    test_lmdb=snakemake.input.test_lmdb,
+    metrics_out=snakemake.output.metrics,
+    predictions_out=snakemake.output.predictions,
+    views=snakemake.params.views,
+    batch_size=snakemake.params.batch_size,
+    num_workers=snakemake.params.num_workers,
+    aggregate=snakemake.params.aggregate,
+    cache_dir=snakemake.params.cache_dir,
+)

@@ -1,0 +1,11 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.report,
+    train_metrics=snakemake.input.train_metrics,
+    eval_metrics=snakemake.input.eval_metrics,
+    out_dir=snakemake.output[0],
+    settings=snakemake.params.settings,
+)

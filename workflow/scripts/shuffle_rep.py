@@ -1,0 +1,13 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.shuffle_rep,
+    train_list=snakemake.input.train,
+    manifest=snakemake.input.manifest,
+    out=snakemake.output[0],
+    repeats=snakemake.params.repeats,
+    seed=snakemake.params.seed,
+    min_frames=snakemake.params.min_frames,
+)

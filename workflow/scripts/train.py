@@ -1,0 +1,17 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.train,
+    train_lmdb=snakemake.input.train_lmdb,
+    val_lmdb=snakemake.input.val_lmdb,
+    init=snakemake.input.init,
+    classes_file=snakemake.input.classes,
+    model_out=snakemake.output.model,
+    metrics_out=snakemake.output.metrics,
+    checkpoint_dir=snakemake.params.checkpoint_dir,
+    train_config=snakemake.params.train,
+    val_views=snakemake.params.val_views,
+    threads=snakemake.threads,
+)

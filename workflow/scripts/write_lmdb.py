@@ -1,0 +1,15 @@
+from nlflow import stages
+from nlflow.adapter import run_stage
+
+run_stage(
+    snakemake,
+    stages.write_lmdb,
+    entries_list=snakemake.input.entries,
+    classes_file=snakemake.input.classes,
+    videos_dir=snakemake.input.videos,
+    manifest=snakemake.input.manifest,
+    out=snakemake.output[0],
+    kind=snakemake.params.kind,
+    embed=snakemake.params.embed,
+    min_frames=snakemake.params.min_frames,
+)
