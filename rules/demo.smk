@@ -14,6 +14,8 @@ rule make_demo_dataset:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/make_demo_dataset.py"
 
@@ -30,5 +32,7 @@ rule make_demo_weights:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/make_demo_weights.py"

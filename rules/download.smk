@@ -17,13 +17,15 @@ rule download_ucf101:
         mem_mb=1000,
         runtime=240,
     cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/download_ucf101.py"
 
 
 rule extract_ucf101:
     input:
-        archive=lambda wildcards: R("download/" + ARCHIVES[wildcards.part]["filename"]),
+        archive=lambda wildcards: R(f"download/{ARCHIVES[wildcards.part]['filename']}"),
     output:
         directory(R("extracted/{part}")),
     wildcard_constraints:
@@ -35,5 +37,7 @@ rule extract_ucf101:
         mem_mb=2000,
         runtime=120,
     cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/extract_ucf101.py"

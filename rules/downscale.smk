@@ -20,5 +20,7 @@ rule downscale:
         mem_mb=4000,
         runtime=600,
     cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/downscale.py"

@@ -22,6 +22,8 @@ rule evaluate:
         mem_mb=8000,
         runtime=600,
         gpu=min(config["train"]["gpus"], 1),
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -40,5 +42,7 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/report.py"

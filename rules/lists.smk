@@ -19,5 +19,7 @@ rule make_lists:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/make_lists.py"

@@ -17,6 +17,8 @@ rule shuffle_rep:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/shuffle_rep.py"
 
@@ -39,6 +41,8 @@ rule lmdb_train:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/write_lmdb.py"
 
@@ -61,6 +65,8 @@ rule lmdb_val:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/write_lmdb.py"
 
@@ -83,5 +89,7 @@ rule lmdb_test:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/write_lmdb.py"

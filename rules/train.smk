@@ -21,5 +21,7 @@ rule train:
         mem_mb=16000,
         runtime=2880,
         gpu=config["train"]["gpus"],
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/train.py"

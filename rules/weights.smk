@@ -16,5 +16,7 @@ rule clean_weights:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/clean_weights.py"
