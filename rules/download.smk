@@ -9,7 +9,7 @@ rule download_ucf101:
     params:
         urls=lambda wildcards: archive_by_filename(wildcards.filename)["urls"],
         sha256=lambda wildcards: archive_by_filename(wildcards.filename)["sha256"],
-        lock_file=R("download/sha256.lock"),
+        lock_file=lambda wildcards: R(f"download/{wildcards.filename}.sha256"),
     log:
         R("logs/download_ucf101/{filename}.log"),
     threads: 1
