@@ -1,1 +1,6 @@
+"""Fine-tuning: settings, the SGD solver, the resumable (optionally distributed) training loop."""
 
+from nlflow.train.loop import TrainingError, train
+from nlflow.train.solver import TrainSettings, build_optimizer, lr_at, param_groups
+
+__all__ = ["TrainSettings", "TrainingError", "build_optimizer", "lr_at", "param_groups", "train"]
