@@ -1,0 +1,333 @@
+"""Single-file LMDB stores of videos: one record per list entry, written atomically, read lazily.
+
+Layout (format "nlflow-lmdb", version 1):
+
+* key ``b"__meta__"``: UTF-8 JSON ``{"format", "version", "kind", "count", "classes", "embedded", "settings"}``
+* key ``b"%08d" % i``: 4-byte little-endian header length, a UTF-8 JSON header
+  ``{"video", "label", "frames"}`` (plus ``"path"``, absolute, in path mode), then the raw bytes of
+  the video file (embedded mode) or nothing (path mode).
+
+No pickle anywhere, so a store is safe to open whatever its origin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import lmdb
+from tqdm import tqdm
+
+from nlflow.errors import NlflowError
+from nlflow.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nlflow-lmdb"
+VERSION = 1
+META_KEY = b"__meta__"
+KINDS = ("train", "val", "test")
+
+_HEADER_LEN = struct.Struct("<I")
+_BATCH = 256
+# Per-record slack for the initial map size: the JSON header, the key, B-tree pages and the
+# rounding of large values up to whole overflow pages.
+_PER_RECORD_SLACK = 3 * 4096
+_BASE_MAP_SIZE = 16 << 20
+# With lock=False the reader table is not used, but keep it generous for anyone opening with locks.
+_MAX_READERS = 1024
+
+# realpath -> (pid, (st_dev, st_ino), environment): see _shared_environment.
+_ENVS: dict[str, tuple[int, tuple[int, int], lmdb.Environment]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+class LmdbStoreError(NlflowError):
+    """An LMDB store is missing, not an nlflow store, of an unknown version, or has a bad record."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored video: ``data`` holds the file bytes (embedded) or ``path`` its absolute path."""
+
+    video: str
+    label: int
+    frames: int
+    data: bytes | None
+    path: str | None
+
+    @property
+    def source(self) -> bytes | str:
+        """What the video decoders accept: the bytes when embedded, else the path."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise LmdbStoreError(f"record for {self.video} has neither bytes nor a path")
+        return self.path
+
+
+def record_key(index: int) -> bytes:
+    return b"%08d" % index
+
+
+def encode_record(header: Mapping[str, Any], data: bytes = b"") -> bytes:
+    """Pack a JSON header and the raw payload into one LMDB value."""
+    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return _HEADER_LEN.pack(len(head)) + head + data
+
+
+def decode_record(value: bytes, embedded: bool) -> Record:
+    """Inverse of :func:`encode_record`; raises :class:`LmdbStoreError` on a malformed value."""
+    try:
+        (head_len,) = _HEADER_LEN.unpack_from(value, 0)
+        end = _HEADER_LEN.size + head_len
+        if end > len(value):
+            raise ValueError("header length past the end of the value")
+        header = json.loads(bytes(value[_HEADER_LEN.size:end]).decode("utf-8"))
+        video, label, frames = str(header["video"]), int(header["label"]), int(header["frames"])
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise LmdbStoreError(f"malformed LMDB record ({exc})") from exc
+    if embedded:
+        return Record(video, label, frames, bytes(value[end:]), None)
+    return Record(video, label, frames, None, str(header.get("path")) if header.get("path") else None)
+
+
+def _initial_map_size(sizes: Sequence[int]) -> int:
+    return _BASE_MAP_SIZE + sum(sizes) + len(sizes) * _PER_RECORD_SLACK
+
+
+def _put_batch(env: lmdb.Environment, items: list[tuple[bytes, bytes]]) -> None:
+    """Write ``items`` in one transaction, doubling the map size whenever it runs full."""
+    while True:
+        try:
+            with env.begin(write=True) as txn:
+                for key, value in items:
+                    txn.put(key, value)
+            return
+        except lmdb.MapFullError:
+            new_size = env.info()["map_size"] * 2
+            log.debug("LMDB map full; growing to %d bytes", new_size)
+            env.set_mapsize(new_size)
+
+
+def write_store(
+    path: str | os.PathLike,
+    entries: Sequence[tuple[str, int]],
+    video_root: str | os.PathLike,
+    kind: str,
+    classes: Sequence[str],
+    settings: Mapping[str, Any],
+    frames: Mapping[str, int],
+    embed: bool = True,
+) -> int:
+    """Write ``entries`` (relative video path, label) into a single-file LMDB at ``path``.
+
+    ``frames`` maps each relative path to its decoded frame count (from the downscale manifest).
+    ``embed=True`` stores the file bytes; ``embed=False`` stores the absolute path only.
+    The file appears at ``path`` only when complete (no ``-lock`` file is left next to it).
+    Returns the number of records written.
+    """
+    if kind not in KINDS:
+        raise LmdbStoreError(f"unknown store kind {kind!r}; expected one of {', '.join(KINDS)}")
+    video_root = Path(video_root)
+    files = [video_root / rel for rel, _ in entries]
+    missing_frames = [rel for rel, _ in entries if rel not in frames]
+    if missing_frames:
+        raise LmdbStoreError(
+            f"no frame count for {len(missing_frames)} video(s), e.g. {missing_frames[0]} (not in the manifest?)"
+        )
+    sizes = []
+    for file in files:
+        try:
+            sizes.append(file.stat().st_size if embed else 0)
+        except FileNotFoundError:
+            raise LmdbStoreError(f"video file not found: {file}") from None
+
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "count": len(entries),
+        "classes": list(classes),
+        "embedded": bool(embed),
+        "settings": dict(settings),
+    }
+    with atomic_path(path) as tmp:
+        # lock=False: the temp file has a single writer and no -lock file may appear beside it.
+        env = lmdb.open(
+            str(tmp), subdir=False, lock=False, map_size=_initial_map_size(sizes), sync=False, metasync=False,
+            readahead=False, meminit=False,
+        )
+        try:
+            batch: list[tuple[bytes, bytes]] = []
+            progress = tqdm(zip(entries, files), total=len(entries), desc=f"lmdb {kind}", unit="video", disable=None)
+            for index, ((rel, label), file) in enumerate(progress):
+                header: dict[str, Any] = {"video": rel, "label": int(label), "frames": int(frames[rel])}
+                if embed:
+                    try:
+                        payload = file.read_bytes()
+                    except OSError as exc:
+                        raise LmdbStoreError(f"cannot read video file {file}: {exc.strerror or exc}") from exc
+                else:
+                    header["path"] = str(file.resolve())
+                    payload = b""
+                batch.append((record_key(index), encode_record(header, payload)))
+                if len(batch) >= _BATCH:
+                    _put_batch(env, batch)
+                    batch = []
+            batch.append((META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8")))
+            _put_batch(env, batch)
+            env.sync(True)
+        finally:
+            env.close()
+    log.info("wrote %s LMDB with %d videos (%s) to %s", kind, len(entries), "embedded" if embed else "paths", path)
+    return len(entries)
+
+
+def _validate_meta(raw: bytes | None, path: Path) -> dict[str, Any]:
+    if raw is None:
+        raise LmdbStoreError(f"{path} is an LMDB file but not an nlflow store (no __meta__ record)")
+    try:
+        meta = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise LmdbStoreError(f"{path}: unreadable __meta__ record ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise LmdbStoreError(f"{path} is not an nlflow LMDB store (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise LmdbStoreError(
+            f"{path} has nlflow LMDB format version {meta.get('version')!r}; this nlflow reads version {VERSION}: rebuild the store"
+        )
+    return meta
+
+
+def _shared_environment(path: Path) -> lmdb.Environment:
+    """This process's read-only environment for the store file at ``path`` (opened on first use).
+
+    py-lmdb refuses to open one file twice in a process, so readers of the same file share one
+    handle. A handle inherited through fork must not be used: it is closed in the child (with
+    lock=False that only unmaps the child's view) and the file re-opened. A file replaced at the
+    same path (new inode) is re-opened too.
+    """
+    key = os.path.realpath(path)
+    try:
+        stat = os.stat(key)
+    except FileNotFoundError:
+        raise LmdbStoreError(f"LMDB store not found: {path}") from None
+    identity = (stat.st_dev, stat.st_ino)
+    pid = os.getpid()
+    with _ENVS_LOCK:
+        cached = _ENVS.get(key)
+        if cached is not None:
+            cached_pid, cached_identity, env = cached
+            if cached_pid == pid and cached_identity == identity:
+                return env
+            del _ENVS[key]
+            env.close()
+        try:
+            env = lmdb.open(
+                key, subdir=False, readonly=True, lock=False, readahead=False, meminit=False,
+                max_readers=_MAX_READERS,
+            )
+        except lmdb.Error as exc:
+            raise LmdbStoreError(f"cannot open {path} as an LMDB store: {exc}") from exc
+        _ENVS[key] = (pid, identity, env)
+        return env
+
+
+def _close_shared_environment(path: Path) -> None:
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        cached = _ENVS.pop(key, None)
+        if cached is not None:
+            cached[2].close()
+
+
+class LmdbReader:
+    """Random access to a store written by :func:`write_store`.
+
+    Holds no LMDB handle itself: every access goes through a per-process shared handle that opens
+    lazily and re-opens when the process id changed. A reader can therefore be handed to forked
+    or spawned DataLoader workers (it pickles as path + meta) with no ``worker_init_fn``.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LmdbStoreError(f"LMDB store not found: {self.path}")
+        opened_here = os.path.realpath(self.path) not in _ENVS
+        try:
+            with _shared_environment(self.path).begin() as txn:
+                self.meta: dict[str, Any] = _validate_meta(txn.get(META_KEY), self.path)
+        finally:
+            # Keep no handle in the parent just for the meta: most reading happens in workers.
+            if opened_here:
+                _close_shared_environment(self.path)
+        self.embedded = bool(self.meta["embedded"])
+        self._count = int(self.meta["count"])
+
+    def close(self) -> None:
+        """Close this process's handle on the file (any reader of it re-opens on next access)."""
+        _close_shared_environment(self.path)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta["kind"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def __getitem__(self, index: int) -> Record:
+        index = operator.index(index)
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"record {index} out of range for a store of {self._count}")
+        with _shared_environment(self.path).begin(buffers=False) as txn:
+            value = txn.get(record_key(index))
+        if value is None:
+            raise LmdbStoreError(f"{self.path}: record {index} is missing (truncated store?)")
+        return decode_record(value, self.embedded)
+
+    def __iter__(self) -> Iterator[Record]:
+        for index in range(self._count):
+            yield self[index]
+
+    def header(self, index: int) -> dict[str, Any]:
+        """The JSON header of record ``index`` (video, label, frames[, path]) without copying the payload."""
+        index = operator.index(index)
+        if not 0 <= index < self._count:
+            raise IndexError(f"record {index} out of range for a store of {self._count}")
+        with _shared_environment(self.path).begin(buffers=True) as txn:
+            value = txn.get(record_key(index))
+            if value is None:
+                raise LmdbStoreError(f"{self.path}: record {index} is missing (truncated store?)")
+            try:
+                (head_len,) = _HEADER_LEN.unpack_from(value, 0)
+                return json.loads(bytes(value[_HEADER_LEN.size:_HEADER_LEN.size + head_len]).decode("utf-8"))
+            except (struct.error, ValueError) as exc:
+                raise LmdbStoreError(f"{self.path}: malformed record {index} ({exc})") from exc
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(video, label) of every record, in order, reading headers only."""
+        return [(str(h["video"]), int(h["label"])) for h in map(self.header, range(self._count))]
+
+    def source(self, index: int) -> bytes | str:
+        """Record ``index`` in the form the video decoders accept (bytes or a path)."""
+        return self[index].source
+
+    def __enter__(self) -> "LmdbReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

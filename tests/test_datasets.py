@@ -1,0 +1,183 @@
+"""Datasets over LMDB stores, fed with small real mpeg4 AVIs made here with PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from nlflow.store.datasets import SampleLoadError, TestVideoDataset, TrainClipDataset, ValClipDataset
+from nlflow.store.lmdb_store import write_store
+from nlflow.video.transforms import MEAN, STD
+from nlflow.video.views import ViewSpec
+
+WIDTH, HEIGHT, FRAMES = 64, 48, 80
+GREEN, BLUE = 180, 60
+CLASSES = ["Up", "Down"]
+
+
+def _level(t: int) -> int:
+    """Red level of frame t: the frame index can be read back from a decoded clip."""
+    return 20 + 2 * t
+
+
+def _write_video(path, frames: int = FRAMES) -> None:
+    """Uniform-colour frames (red = 20 + 2t, green 180, blue 60), mpeg4 AVI, keyframe every 12."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.time_base = Fraction(1, 25)
+        stream.codec_context.gop_size = 12
+        stream.bit_rate = 4_000_000
+        for t in range(frames):
+            image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+            image[..., 0], image[..., 1], image[..., 2] = _level(t), GREEN, BLUE
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    entries = []
+    for i in range(4):
+        rel = f"{CLASSES[i % 2]}/v_{CLASSES[i % 2]}_g{i:02d}_c01.avi"
+        _write_video(root / rel)
+        entries.append((rel, i % 2))
+    (root / "Down/v_Down_g99_c01.avi").write_bytes(b"RIFF not really a video" * 40)
+    return root, entries
+
+
+def _store(tmp_path, videos, kind="train", embed=True, corrupt=False, entries=None):
+    root, good = videos
+    entries = list(good if entries is None else entries)
+    if corrupt:
+        entries.insert(1, ("Down/v_Down_g99_c01.avi", 1))
+    frames = {rel: FRAMES for rel, _ in entries}
+    path = tmp_path / f"{kind}.lmdb"
+    write_store(path, entries, root, kind, CLASSES, {}, frames, embed=embed)
+    return path, entries
+
+
+def _pixels(clip: torch.Tensor) -> torch.Tensor:
+    """Undo the normalisation: per-frame mean colour [3, T] on the 0-255 scale."""
+    return (clip * STD + MEAN).mean(dim=(-2, -1))
+
+
+def _frame_of(red: torch.Tensor) -> torch.Tensor:
+    return (red - 20) / 2
+
+
+def test_train_clip_shape_normalisation_and_stride(tmp_path, videos):
+    path, entries = _store(tmp_path, videos)
+    dataset = TrainClipDataset(path, video_length=4, sample_rate=4, scale_range=(48, 56), crop_size=40, seed=0)
+    assert len(dataset) == len(entries)
+    for index in range(len(dataset)):
+        clip, label = dataset[index]
+        assert clip.shape == (3, 4, 40, 40) and clip.dtype == torch.float32
+        assert label == entries[index][1]
+        colour = _pixels(clip)
+        frames = _frame_of(colour[0])
+        # Consecutive clip frames are sample_rate frames apart, inside the video.
+        assert torch.allclose(frames[1:] - frames[:-1], torch.full((3,), 4.0), atol=1.0)
+        assert frames[0] >= -0.6 and frames[-1] <= FRAMES - 1 + 0.6
+        assert torch.allclose(colour[1], torch.full((4,), float(GREEN)), atol=4)  # RGB order kept
+        assert torch.allclose(colour[2], torch.full((4,), float(BLUE)), atol=4)
+    assert dataset.failures == 0
+
+
+def test_train_randomness_is_reproducible_and_worker_independent(tmp_path, videos):
+    path, _ = _store(tmp_path, videos)
+    dataset = TrainClipDataset(path, 4, 4, (48, 64), 40, seed=3)
+    first = [dataset[i][0] for i in range(len(dataset))]
+    assert all(torch.equal(a, dataset[i][0]) for i, a in enumerate(first))
+
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True)
+    from_workers = torch.cat([clips for clips, _ in loader])
+    # Same clips; only float rounding may differ (workers resize with 1 thread, this process with more).
+    torch.testing.assert_close(from_workers, torch.stack(first), rtol=0, atol=1e-5)
+
+    dataset.set_epoch(1)
+    assert dataset.epoch == 1
+    second = [dataset[i][0] for i in range(len(dataset))]
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(first, second))
+    # Persistent workers see the new epoch (it lives in shared memory).
+    from_workers = torch.cat([clips for clips, _ in loader])
+    torch.testing.assert_close(from_workers, torch.stack(second), rtol=0, atol=1e-5)
+    del loader
+    other_seed = TrainClipDataset(path, 4, 4, (48, 64), 40, seed=4)
+    assert not all(torch.allclose(a, other_seed[i][0], atol=1e-3) for i, a in enumerate(first))
+
+
+def test_train_replaces_a_corrupt_record_and_counts_it(tmp_path, videos, caplog):
+    path, entries = _store(tmp_path, videos, corrupt=True)
+    dataset = TrainClipDataset(path, 4, 4, (48, 56), 40, seed=0)
+    with caplog.at_level("WARNING", logger="nlflow.store.datasets"):
+        clip, label = dataset[1]  # the corrupt one
+        dataset[1]
+    assert clip.shape == (3, 4, 40, 40) and torch.isfinite(clip).all()
+    assert dataset.failures == 2
+    assert dataset.failed_videos() == ["Down/v_Down_g99_c01.avi"]
+    warnings = [r for r in caplog.records if "v_Down_g99_c01.avi" in r.getMessage()]
+    assert len(warnings) == 1  # once per video
+
+    # Counted across DataLoader workers too.
+    fresh = TrainClipDataset(path, 4, 4, (48, 56), 40, seed=0)
+    batches = list(DataLoader(fresh, batch_size=1, num_workers=2))
+    assert len(batches) == len(entries)
+    assert fresh.failures == 1 and fresh.failed_videos() == ["Down/v_Down_g99_c01.avi"]
+
+
+def test_train_gives_up_with_a_clear_error(tmp_path, videos):
+    path, _ = _store(tmp_path, videos, entries=[("Down/v_Down_g99_c01.avi", 1)])
+    dataset = TrainClipDataset(path, 4, 4, (48, 56), 40, seed=0, max_attempts=3)
+    with pytest.raises(SampleLoadError, match="3 training videos in a row failed"):
+        dataset[0]
+    assert dataset.failures == 3
+
+
+def test_train_rejects_bad_scale_range(tmp_path, videos):
+    path, _ = _store(tmp_path, videos)
+    with pytest.raises(SampleLoadError, match="scale range"):
+        TrainClipDataset(path, 4, 4, (32, 36), 40, seed=0)
+
+
+def test_val_is_the_centre_clip_centre_crop(tmp_path, videos):
+    path, entries = _store(tmp_path, videos, kind="val", embed=False)
+    spec = ViewSpec(video_length=4, sample_rate=4, num_clips=10, num_crops=3, scale=48, crop_size=40)
+    dataset = ValClipDataset(path, spec)
+    clip, label = dataset[2]
+    assert clip.shape == (3, 4, 40, 40) and clip.dtype == torch.float32 and label == entries[2][1]
+    # Centre window of 16 frames in 80: starts at frame 32.
+    frames = _frame_of(_pixels(clip)[0])
+    assert torch.allclose(frames, torch.tensor([32.0, 36.0, 40.0, 44.0]), atol=1.0)
+
+
+def test_test_views_shape_and_order(tmp_path, videos):
+    path, entries = _store(tmp_path, videos, kind="test")
+    spec = ViewSpec(video_length=4, sample_rate=4, num_clips=3, num_crops=3, scale=48, crop_size=40)
+    dataset = TestVideoDataset(path, spec)
+    views, label, index = dataset[3]
+    assert views.shape == (9, 3, 4, 40, 40) and views.dtype == torch.float32
+    assert (label, index) == (entries[3][1], 3)
+    starts = _frame_of(_pixels(views)[:, 0, 0])  # first frame of each view
+    # Clip-major order: three crops of clip 0 (start 0), then clip 1 (start 32), clip 2 (start 64).
+    expected = torch.tensor([0.0] * 3 + [32.0] * 3 + [64.0] * 3)
+    assert torch.allclose(starts, expected, atol=1.0)
+
+    batch = next(iter(DataLoader(dataset, batch_size=2, num_workers=0)))
+    assert batch[0].shape == (2, 9, 3, 4, 40, 40) and batch[2].tolist() == [0, 1]
+
+
+def test_test_dataset_names_the_bad_video(tmp_path, videos):
+    path, _ = _store(tmp_path, videos, kind="test", corrupt=True)
+    dataset = TestVideoDataset(path, ViewSpec(4, 4, num_clips=2, num_crops=1, scale=48, crop_size=40))
+    with pytest.raises(SampleLoadError, match="v_Down_g99_c01.avi"):
+        dataset[1]
