@@ -1,0 +1,307 @@
+"""Re-encode videos to a fixed short side with short, fixed keyframe spacing, plus a manifest.
+
+Output: MPEG-4 Part 2 (XviD-compatible) in AVI, short side ``short_side`` (even dimensions,
+aspect kept), a keyframe exactly every ``keyframe_interval`` frames (cheap frame-exact seeking),
+fixed quantiser ``qscale``, frames numbered 0..N-1 (raw XviD with packed B-frames yields
+non-monotonic timestamps the encoder refuses), same frame rate, no audio.
+
+Everything runs in-process with PyAV: one decoder thread, one reused swscale context per video
+and one encoder thread; parallelism comes from ``n_jobs`` worker processes.
+
+Damaged inputs: FFmpeg conceals most bitstream damage and a truncated file simply ends early;
+such files are kept with the frames that decoded. A file that raises an error while opening or
+decoding is ``corrupt`` and gets no output (a partial clip of an unknown part of the video would
+silently train on less than the labelled action); a file with no frames is ``empty``.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import av
+import av.error
+from av.video.reformatter import VideoReformatter
+
+from nlflow.errors import NlflowError
+from nlflow.fileio import atomic_path, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FIELDS = ("video", "status", "frames", "fps", "width", "height", "bytes", "error")
+STATUSES = ("ok", "corrupt", "empty")
+SETTINGS_STAMP = ".downscale-settings.json"
+# Bump when the encoding recipe changes so existing outputs are redone.
+RECIPE_VERSION = 1
+
+
+class ManifestError(NlflowError):
+    """The downscale manifest is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    video: str
+    status: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    bytes: int
+    error: str = ""
+
+
+def output_size(width: int, height: int, short_side: int, upsample: bool) -> tuple[int, int]:
+    """(width, height) with the short side at ``short_side`` (or kept when smaller and not upsampling), even."""
+    short = min(width, height)
+    if short > short_side or (upsample and short < short_side):
+        scale = short_side / short
+        # the short side is exact; the long side rounds to the nearest even number (like scale=-2)
+        if width <= height:
+            return short_side, max(2, int(round(height * scale / 2)) * 2)
+        return max(2, int(round(width * scale / 2)) * 2), short_side
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def _failed(video: str, status: str, error: str, fps: float = 0.0, width: int = 0, height: int = 0) -> ManifestRow:
+    return ManifestRow(video, status, 0, fps, width, height, 0, " ".join(error.split()))
+
+
+def _encode(src_container, src_stream, dst_tmp: Path, fps: Fraction, size: tuple[int, int],
+            keyframe_interval: int, qscale: int) -> int:
+    width, height = size
+    frames = 0
+    with av.open(str(dst_tmp), mode="w", format="avi") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_tag = "XVID"  # the fourcc of the UCF-101 originals; any MPEG-4 Part 2 player reads it
+        context = stream.codec_context
+        context.thread_count = 1
+        context.gop_size = keyframe_interval
+        context.max_b_frames = 0
+        # fixed quantiser: the frame's lambda is unset (0), so qmin = qmax pins it to qscale
+        context.qscale = True
+        context.global_quality = qscale
+        context.qmin = qscale
+        context.qmax = qscale
+        # no extra keyframes at scene cuts: spacing must stay exactly keyframe_interval
+        stream.options = {"sc_threshold": "1000000000"}
+        time_base = Fraction(1) / fps
+        scaler = VideoReformatter()
+        for frame in src_container.decode(src_stream):
+            scaled = scaler.reformat(frame, width=width, height=height, format="yuv420p",
+                                     interpolation="BICUBIC", threads=1)
+            scaled.pts = frames
+            scaled.time_base = time_base
+            # a source I-frame would otherwise force an extra keyframe and break the spacing
+            scaled.pict_type = av.video.frame.PictureType.NONE
+            for packet in stream.encode(scaled):
+                out.mux(packet)
+            frames += 1
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return frames
+
+
+def downscale_video(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    short_side: int,
+    upsample: bool,
+    keyframe_interval: int,
+    qscale: int,
+    *,
+    name: str | None = None,
+) -> ManifestRow:
+    """Re-encode ``src`` to ``dst`` (atomically); never raises on bad video data.
+
+    ``name`` is the row's ``video`` field (default: ``src`` as given).
+    """
+    video = name if name is not None else os.fspath(src)
+    dst = Path(dst)
+    if not Path(src).is_file():
+        _remove_stale(dst)
+        return _failed(video, "corrupt", f"missing input: {os.fspath(src)}")
+    fps = 0.0
+    width = height = 0
+    try:
+        with av.open(os.fspath(src), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not rate:
+                raise ValueError("unknown frame rate")
+            rate = Fraction(rate).limit_denominator(1001 * 1000)
+            fps = float(rate)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width <= 0 or height <= 0:
+                raise ValueError("video stream has no frame size")
+            size = output_size(width, height, short_side, upsample)
+            with atomic_path(dst) as tmp:
+                frames = _encode(container, stream, tmp, rate, size, keyframe_interval, qscale)
+                if frames == 0:
+                    raise _Empty()
+    except _Empty:
+        _remove_stale(dst)
+        return _failed(video, "empty", "no decodable frames", fps, width, height)
+    except Exception as err:  # one bad video among thousands must not stop the stage
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _remove_stale(dst)
+        log.warning("downscale: %s is corrupt: %s", video, err)
+        return _failed(video, "corrupt", f"{type(err).__name__}: {err}", fps, width, height)
+    return ManifestRow(video, "ok", frames, fps, size[0], size[1], dst.stat().st_size, "")
+
+
+class _Empty(Exception):
+    pass
+
+
+def _remove_stale(dst: Path) -> None:
+    # an output left from an earlier run must not outlive a failed re-encode
+    if dst.exists():
+        dst.unlink()
+
+
+def write_manifest(path: str | os.PathLike[str], rows: Sequence[ManifestRow]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_FIELDS)
+    for row in rows:
+        writer.writerow([getattr(row, name) for name in MANIFEST_FIELDS])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestRow]:
+    """video -> ``ManifestRow`` from a manifest written by ``downscale_all``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"downscale manifest not found: {path}")
+    rows: dict[str, ManifestRow] = {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
+            raise ManifestError(f"{path}: header must be {','.join(MANIFEST_FIELDS)}")
+        for line, record in enumerate(reader, start=2):
+            try:
+                row = ManifestRow(
+                    video=record["video"], status=record["status"], frames=int(record["frames"]),
+                    fps=float(record["fps"]), width=int(record["width"]), height=int(record["height"]),
+                    bytes=int(record["bytes"]), error=record["error"] or "",
+                )
+            except (TypeError, ValueError) as err:
+                raise ManifestError(f"{path}:{line}: malformed row ({err})") from err
+            if row.status not in STATUSES:
+                raise ManifestError(f"{path}:{line}: unknown status {row.status!r}")
+            rows[row.video] = row
+    return rows
+
+
+def _settings(short_side: int, upsample: bool, keyframe_interval: int, qscale: int) -> dict:
+    return {"recipe": RECIPE_VERSION, "short_side": int(short_side), "upsample": bool(upsample),
+            "keyframe_interval": int(keyframe_interval), "qscale": int(qscale)}
+
+
+def _read_stamp(out_root: Path) -> dict | None:
+    try:
+        return json.loads((out_root / SETTINGS_STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _reuse_row(src: Path, dst: Path, rel: str) -> ManifestRow | None:
+    """A row for an existing output newer than its input, read from the output itself."""
+    try:
+        if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+            return None
+        with av.open(str(dst), mode="r") as container:
+            stream = container.streams.video[0]
+            frames = stream.frames
+            if frames <= 0:
+                return None
+            return ManifestRow(rel, "ok", frames, float(stream.average_rate), stream.codec_context.width,
+                               stream.codec_context.height, dst.stat().st_size, "")
+    except (av.error.FFmpegError, OSError, IndexError, TypeError):
+        return None
+
+
+def _job(src: str, dst: str, rel: str, short_side: int, upsample: bool,
+         keyframe_interval: int, qscale: int) -> ManifestRow:
+    return downscale_video(src, dst, short_side, upsample, keyframe_interval, qscale, name=rel)
+
+
+def downscale_all(
+    video_root: str | os.PathLike[str],
+    rel_paths: Sequence[str],
+    out_root: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    short_side: int = 256,
+    upsample: bool = True,
+    keyframe_interval: int = 12,
+    qscale: int = 2,
+    n_jobs: int = 1,
+    backend: str = "threading",
+) -> list[ManifestRow]:
+    """Downscale every ``rel_paths`` video from ``video_root`` into ``out_root`` and write the manifest.
+
+    Incremental: an output newer than its input, made with the same settings (a stamp file in
+    ``out_root``), is kept. Rows come back in ``rel_paths`` order. Threads are the default
+    backend: PyAV releases the GIL in the codec and scaler calls, and threads skip the worker
+    start-up and pickling of ``loky`` (measured in benchmarks/bench_downscale.py).
+    """
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    video_root, out_root = Path(video_root), Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    settings = _settings(short_side, upsample, keyframe_interval, qscale)
+    stamp_path = out_root / SETTINGS_STAMP
+    same_settings = _read_stamp(out_root) == settings
+    if not same_settings and stamp_path.exists():
+        # outputs made from here on use new settings: never let a crash leave the old stamp
+        stamp_path.unlink()
+
+    rows: dict[str, ManifestRow] = {}
+    todo: list[str] = []
+    for rel in rel_paths:
+        reused = _reuse_row(video_root / rel, out_root / rel, rel) if same_settings else None
+        if reused is not None:
+            rows[rel] = reused
+        else:
+            todo.append(rel)
+    log.info("downscale: %d videos, %d up to date, %d to encode with %d jobs",
+             len(rel_paths), len(rows), len(todo), n_jobs)
+
+    started = time.monotonic()
+    jobs = (
+        delayed(_job)(str(video_root / rel), str(out_root / rel), rel, short_side, upsample,
+                      keyframe_interval, qscale)
+        for rel in todo
+    )
+    if todo:
+        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
+        with tqdm(total=len(todo), unit="video", desc="downscale", disable=None) as bar:
+            for row in results:
+                rows[row.video] = row
+                bar.update(1)
+    elapsed = time.monotonic() - started
+
+    ordered = [rows[rel] for rel in rel_paths]
+    write_manifest(manifest_path, ordered)
+    write_json_atomic(stamp_path, settings)
+    counts = {status: sum(1 for row in ordered if row.status == status) for status in STATUSES}
+    rate = len(todo) / elapsed if todo and elapsed > 0 else 0.0
+    log.info("downscale done: %d ok, %d corrupt, %d empty (%d encoded, %.1f videos/s)",
+             counts["ok"], counts["corrupt"], counts["empty"], len(todo), rate)
+    return ordered

@@ -1,0 +1,119 @@
+"""Clip transforms: short-side resize, crops, flip and the original's normalisation.
+
+Inputs are RGB uint8 frames ``[T, H, W, 3]`` (numpy or torch); network inputs are float32
+``[3, T, H, W]`` with ``(x - MEAN) / STD`` on 0-255 values, as in video-nonlocal-net.
+Resizing runs once per clip through ``F.interpolate`` (bilinear), never per frame in Python:
+this code runs in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN = 114.75
+STD = 57.375
+
+
+def _as_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames [T, H, W, 3], got shape {tuple(frames.shape)}")
+    return frames
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the short side equal to ``short_side`` and the aspect ratio kept."""
+    if height <= width:
+        return short_side, max(1, int(round(width * short_side / height)))
+    return max(1, int(round(height * short_side / width))), short_side
+
+
+def _resize_float(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of float ``[T, 3, H, W]``; a no-op when the size already matches."""
+    if tuple(clip.shape[-2:]) == size:
+        return clip
+    return F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+def _to_float_tchw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    # always a fresh copy: later steps work in place
+    return _as_tensor(frames).permute(0, 3, 1, 2).to(torch.float32, copy=True)
+
+
+def _normalize_tchw(clip: torch.Tensor) -> torch.Tensor:
+    """float ``[T, 3, H, W]`` 0-255 -> normalised contiguous ``[3, T, H, W]``."""
+    return clip.sub_(MEAN).div_(STD).permute(1, 0, 2, 3).contiguous()
+
+
+def normalize(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> float32 ``[3, T, H, W]`` as ``(x - 114.75) / 57.375``."""
+    return _normalize_tchw(_to_float_tchw(frames))
+
+
+def resize_short_side(frames: np.ndarray | torch.Tensor, size: int) -> np.ndarray | torch.Tensor:
+    """Resize uint8 ``[T, H, W, 3]`` so the short side is ``size``; same type out as in."""
+    tensor = _as_tensor(frames)
+    target = scaled_size(tensor.shape[1], tensor.shape[2], size)
+    if tuple(tensor.shape[1:3]) == target:
+        return frames
+    clip = _resize_float(tensor.permute(0, 3, 1, 2).float(), target)
+    out = clip.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return out.numpy() if isinstance(frames, np.ndarray) else out
+
+
+def crop_offsets(height: int, width: int, crop: int, count: int) -> list[tuple[int, int]]:
+    """(top, left) of ``count`` (1 or 3) crops: centre, or spread along the long side."""
+    if crop > height or crop > width:
+        raise ValueError(f"crop {crop} larger than frames {height}x{width}")
+    centre = ((height - crop) // 2, (width - crop) // 2)
+    if count == 1:
+        return [centre]
+    if count != 3:
+        raise ValueError(f"number of crops must be 1 or 3, got {count}")
+    if width >= height:
+        return [(centre[0], 0), centre, (centre[0], width - crop)]
+    return [(0, centre[1]), centre, (height - crop, centre[1])]
+
+
+def center_crop(frames, crop: int):
+    """Centre ``crop`` x ``crop`` of ``[T, H, W, C]`` frames."""
+    (top, left), = crop_offsets(frames.shape[1], frames.shape[2], crop, 1)
+    return frames[:, top : top + crop, left : left + crop]
+
+
+def three_crops(frames, crop: int) -> list:
+    """Three ``crop`` x ``crop`` crops covering the long side (left/centre/right or top/centre/bottom)."""
+    return [
+        frames[:, top : top + crop, left : left + crop]
+        for top, left in crop_offsets(frames.shape[1], frames.shape[2], crop, 3)
+    ]
+
+
+def train_augment(
+    frames: np.ndarray | torch.Tensor,
+    scale_range: tuple[int, int] = (256, 320),
+    crop_size: int = 224,
+    rng: np.random.Generator | None = None,
+) -> torch.FloatTensor:
+    """Short side jittered in ``scale_range`` (inclusive), random crop, random flip, normalise.
+
+    Returns float32 ``[3, T, crop_size, crop_size]``.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    low, high = scale_range
+    if low > high or low < crop_size:
+        raise ValueError(f"scale range {scale_range} must be ordered and not below crop {crop_size}")
+    clip = _to_float_tchw(frames)
+    short_side = int(rng.integers(low, high + 1))
+    height, width = scaled_size(clip.shape[2], clip.shape[3], short_side)
+    top = int(rng.integers(0, height - crop_size + 1))
+    left = int(rng.integers(0, width - crop_size + 1))
+    flip = bool(rng.random() < 0.5)
+    clip = _resize_float(clip, (height, width))
+    clip = clip[:, :, top : top + crop_size, left : left + crop_size]
+    if flip:
+        clip = clip.flip(-1)
+    return _normalize_tchw(clip)

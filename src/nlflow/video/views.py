@@ -1,0 +1,152 @@
+"""Which frames make a clip (training and test sampling of the original) and the 30-view test input.
+
+``load_test_views`` is the single path from a video to the network's test input: evaluate,
+predict and the test LMDB dataset all call it, so they cannot disagree on preprocessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from nlflow.errors import ConfigError, NlflowError
+from nlflow.video import decode
+from nlflow.video.transforms import MEAN, STD, crop_offsets, resize_short_side
+
+log = logging.getLogger(__name__)
+
+
+class VideoTooShortError(NlflowError):
+    """The video has fewer frames than one clip spans."""
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How a video becomes test views: ``num_clips`` windows along time x ``num_crops`` crops."""
+
+    video_length: int
+    sample_rate: int
+    num_clips: int = 10
+    num_crops: int = 3
+    scale: int = 256
+    crop_size: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("video_length", "sample_rate", "num_clips", "scale", "crop_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"view spec: {name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.num_crops not in (1, 3):
+            raise ConfigError(f"view spec: num_crops must be 1 or 3, got {self.num_crops!r}")
+        if self.crop_size > self.scale:
+            raise ConfigError(f"view spec: crop_size {self.crop_size} exceeds scale {self.scale}")
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.num_crops
+
+    @property
+    def clip_span(self) -> int:
+        """Frames one clip covers in the source (the original's ``video_length * sample_rate``)."""
+        return self.video_length * self.sample_rate
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ViewSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"view spec: unknown keys {unknown}")
+        return cls(**{key: int(value) for key, value in data.items()})
+
+
+def _clip_from_start(start: int, num_frames: int, video_length: int, sample_rate: int) -> list[int]:
+    # Past the end the last frame repeats (only reachable for videos shorter than a clip).
+    return [min(start + i * sample_rate, num_frames - 1) for i in range(video_length)]
+
+
+def train_clip_indices(
+    num_frames: int, video_length: int, sample_rate: int, rng: np.random.Generator
+) -> list[int]:
+    """A random window of ``video_length * sample_rate`` frames, one frame every ``sample_rate``."""
+    if num_frames < 1:
+        raise ValueError("a video with no frames has no clips")
+    max_start = num_frames - video_length * sample_rate
+    start = int(rng.integers(0, max_start + 1)) if max_start > 0 else 0
+    return _clip_from_start(start, num_frames, video_length, sample_rate)
+
+
+def test_clip_starts(num_frames: int, video_length: int, sample_rate: int, num_clips: int) -> list[int]:
+    """Start frames of ``num_clips`` windows spread evenly from the first to the last possible start.
+
+    ``start_k = (num_frames - span) * k // (num_clips - 1)``; a single clip is centred.
+    """
+    if num_clips < 1:
+        raise ValueError("num_clips must be at least 1")
+    max_start = max(0, num_frames - video_length * sample_rate)
+    if num_clips == 1:
+        return [max_start // 2]
+    return [max_start * k // (num_clips - 1) for k in range(num_clips)]
+
+
+def test_clip_indices(num_frames: int, spec: ViewSpec) -> list[list[int]]:
+    """Frame indices of every test clip, in clip order."""
+    starts = test_clip_starts(num_frames, spec.video_length, spec.sample_rate, spec.num_clips)
+    return [_clip_from_start(s, num_frames, spec.video_length, spec.sample_rate) for s in starts]
+
+
+def _decode_clips(source, spec: ViewSpec, num_frames: int, allow_short: bool):
+    if num_frames < spec.clip_span and not allow_short:
+        raise VideoTooShortError(
+            f"video has {num_frames} frames, fewer than one clip of {spec.video_length} x {spec.sample_rate}"
+        )
+    clips = test_clip_indices(num_frames, spec)
+    union = sorted({index for clip in clips for index in clip})
+    return clips, union, decode.decode_frames(source, union)
+
+
+def load_test_views(
+    source: str | os.PathLike[str] | bytes,
+    spec: ViewSpec,
+    allow_short: bool = False,
+    *,
+    num_frames: int | None = None,
+) -> torch.Tensor:
+    """Normalised views ``[V, 3, T, crop, crop]``, view v = clip ``v // num_crops``, crop ``v % num_crops``.
+
+    The video is decoded once (the union of all clips' frames). ``num_frames`` skips the probe
+    when the caller already knows the count (e.g. from the LMDB record header).
+    """
+    if num_frames is None:
+        num_frames = decode.probe(source).frames
+    try:
+        clips, union, frames = _decode_clips(source, spec, num_frames, allow_short)
+    except decode.FramesPastEndError as err:
+        # Container headers can overstate the count (raw files): plan again with what decodes.
+        if err.available < 1 or err.available >= num_frames:
+            raise
+        log.warning("%s; using %d frames", err, err.available)
+        clips, union, frames = _decode_clips(source, spec, err.available, allow_short)
+    frames = resize_short_side(frames, spec.scale)
+    row_of = {index: row for row, index in enumerate(union)}
+    offsets = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)
+    source_frames = torch.from_numpy(np.ascontiguousarray(frames))
+    crop = spec.crop_size
+    views = torch.empty((spec.num_views, 3, spec.video_length, crop, crop), dtype=torch.float32)
+    for clip_number, clip in enumerate(clips):
+        clip_frames = source_frames[[row_of[index] for index in clip]]
+        for crop_number, (top, left) in enumerate(offsets):
+            patch = clip_frames[:, top : top + crop, left : left + crop]
+            views[clip_number * spec.num_crops + crop_number].copy_(patch.permute(3, 0, 1, 2))
+    return views.sub_(MEAN).div_(STD)
+
+
+# These are library functions whose names start with "test": keep pytest from collecting them
+# when a test module imports them.
+test_clip_starts.__test__ = False  # type: ignore[attr-defined]
+test_clip_indices.__test__ = False  # type: ignore[attr-defined]

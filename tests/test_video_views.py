@@ -1,0 +1,104 @@
+"""Clip sampling (train and test) and the one-decode 30-view test input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nlflow.datasets.demo import read_frame_index, render_class_frames, write_video
+from nlflow.errors import ConfigError
+from nlflow.video import decode
+from nlflow.video.transforms import MEAN, STD
+from nlflow.video.views import (
+    VideoTooShortError,
+    ViewSpec,
+    load_test_views,
+    test_clip_indices,
+    test_clip_starts,
+    train_clip_indices,
+)
+
+
+@pytest.fixture(scope="module")
+def wide_video(tmp_path_factory):
+    """120 frames of 344x256 (short side already at the test scale), frame index drawn on top."""
+    path = tmp_path_factory.mktemp("views") / "wide.avi"
+    frames = render_class_frames("Grow", np.random.default_rng(3), 120, (344, 256), draw_frame_index=True)
+    write_video(path, frames, fps=25, keyframe_interval=12, qscale=2)
+    return path
+
+
+def test_train_clip_indices_window_and_stride():
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(300):
+        clip = train_clip_indices(100, 8, 4, rng)
+        assert len(clip) == 8 and np.all(np.diff(clip) == 4)
+        assert 0 <= clip[0] <= 100 - 32 and clip[-1] <= 99
+        starts.add(clip[0])
+    assert min(starts) == 0 and max(starts) == 68  # both ends of [0, N - T*S] are reachable
+
+
+def test_train_clip_indices_short_video_repeats_last_frame():
+    clip = train_clip_indices(10, 8, 2, np.random.default_rng(0))
+    assert clip == [0, 2, 4, 6, 8, 9, 9, 9]
+
+
+def test_test_clip_starts_spread_first_to_last():
+    assert test_clip_starts(164, 8, 8, 10) == [100 * k // 9 for k in range(10)]
+    assert test_clip_starts(164, 8, 8, 10)[-1] == 100
+    assert test_clip_starts(164, 8, 8, 1) == [50]
+    assert test_clip_starts(64, 8, 8, 3) == [0, 0, 0]
+    assert test_clip_starts(40, 8, 8, 2) == [0, 0]
+
+
+def test_view_spec_round_trip_and_validation():
+    spec = ViewSpec(video_length=4, sample_rate=2, num_clips=5, num_crops=1, scale=128, crop_size=112)
+    assert ViewSpec.from_dict(spec.to_dict()) == spec
+    assert spec.num_views == 5 and ViewSpec(8, 8).num_views == 30
+    with pytest.raises(ConfigError):
+        ViewSpec(8, 8, num_crops=2)
+    with pytest.raises(ConfigError):
+        ViewSpec(8, 8, scale=200, crop_size=224)
+    with pytest.raises(ConfigError):
+        ViewSpec.from_dict({"video_length": 8, "sample_rate": 8, "bogus": 1})
+
+
+def test_load_test_views_shape_order_and_normalisation(wide_video):
+    spec = ViewSpec(video_length=4, sample_rate=5, num_clips=4, num_crops=3, scale=256, crop_size=256)
+    everything = decode.decode_all(wide_video)
+    decode.counters.reset()
+    views = load_test_views(wide_video.read_bytes(), spec)
+    assert decode.counters.decode_passes == 1  # one decode for all 12 views
+    assert views.shape == (12, 3, 4, 256, 256) and views.dtype == torch.float32
+    clips = test_clip_indices(120, spec)
+    offsets = [0, (344 - 256) // 2, 344 - 256]  # left, centre, right along the long side
+    for v in range(12):
+        clip, crop = clips[v // 3], offsets[v % 3]
+        expected = torch.from_numpy(everything[clip][:, :, crop : crop + 256]).permute(3, 0, 1, 2).float()
+        assert torch.allclose(views[v], (expected - MEAN) / STD, atol=1e-5), v
+    # the planned frames are the drawn frame numbers (decode_all is frame-exact)
+    assert [read_frame_index(everything[i]) for i in clips[-1]] == clips[-1]
+
+
+def test_load_test_views_resizes_and_centre_crops(wide_video):
+    spec = ViewSpec(video_length=2, sample_rate=3, num_clips=1, num_crops=1, scale=128, crop_size=112)
+    views = load_test_views(str(wide_video), spec, num_frames=120)
+    assert views.shape == (1, 3, 2, 112, 112)
+    assert -MEAN / STD - 1e-4 <= float(views.min()) and float(views.max()) <= (255 - MEAN) / STD + 1e-4
+
+
+def test_load_test_views_short_video(wide_video):
+    spec = ViewSpec(video_length=8, sample_rate=16, num_clips=2, num_crops=1)
+    with pytest.raises(VideoTooShortError):
+        load_test_views(wide_video, spec)
+    views = load_test_views(wide_video, spec, allow_short=True)
+    assert views.shape == (2, 3, 8, 256, 256)
+    assert torch.equal(views[0], views[1])  # both clips start at 0 when nothing else fits
+
+
+def test_load_test_views_recovers_from_overstated_frame_count(wide_video):
+    spec = ViewSpec(video_length=2, sample_rate=2, num_clips=3, num_crops=1)
+    views = load_test_views(wide_video, spec, num_frames=150)  # header claims more than decodes
+    assert torch.equal(views, load_test_views(wide_video, spec, num_frames=120))
