@@ -1,0 +1,470 @@
+"""The embedded demo dataset: a tiny synthetic UCF-101 look-alike that a small network learns in minutes.
+
+Five classes differ only in motion (never in appearance) and survive a horizontal flip: an object
+moves up or down, grows or shrinks, or stands still. MoveDown is MoveUp played backwards and Shrink
+is Grow played backwards, from the same parameter distributions, so a single frame carries no label
+and a model must use time. The output mimics the real downloads byte for byte in layout:
+``UCF101.rar`` (``UCF-101/<Class>/v_<Class>_gGG_cCC.avi``, MPEG-4 Part 2 in AVI, 320x240, 25 fps) and
+``UCF101TrainTestSplits-RecognitionTask.zip`` (``ucfTrainTestlist/classInd.txt``, train/test lists
+for 3 splits). One truncated and one too-short video exercise the error paths downstream.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import concurrent.futures
+import dataclasses
+import functools
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from nlflow.errors import NlflowError
+from nlflow.fileio import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+DEMO_CLASSES = ("Grow", "MoveDown", "MoveUp", "Shrink", "StandStill")  # classInd order (sorted, like UCF)
+NUM_GROUPS = 25
+NUM_SPLITS = 3
+GROUPS_PER_TEST_SPLIT = 7
+RAR_NAME = "UCF101.rar"
+SPLITS_ZIP_NAME = "UCF101TrainTestSplits-RecognitionTask.zip"
+MANIFEST_NAME = "demo_manifest.json"
+ARCHIVE_ROOT = "UCF-101"
+SPLITS_ROOT = "ucfTrainTestlist"
+# Train group in every split (splits test groups 1-21), so the bad videos never reach a test set.
+BAD_VIDEO_GROUP = 25
+CORRUPT_VIDEO = ("Shrink", BAD_VIDEO_GROUP, 1)
+SHORT_VIDEO = ("MoveUp", BAD_VIDEO_GROUP, 1)
+SHORT_VIDEO_FRAMES = 30  # < one demo clip (8 frames x stride 8 = 64)
+# Fixed archive timestamps keep the archives byte-identical for a given seed.
+ARCHIVE_MTIME = 1357000000  # 2013-01-01
+ZIP_DATE_TIME = (2013, 1, 1, 0, 0, 0)
+VIDEO_QSCALE = 4  # fixed mpeg4 quantiser: clean frames at ~170 kb/s for the demo content
+
+# Frame-index code: CODE_BITS black/white blocks across the top CODE_BAND_FRACTION of the frame.
+CODE_BITS = 10
+CODE_BAND_FRACTION = 0.1
+
+# Motion parameters (see shared/notes/demo-facts.md for why these values learn).
+MOVE_SPEED_PX = (0.5, 0.85)
+MOVE_RADIUS_PX = (14.0, 22.0)
+GROW_START_RADIUS_PX = (9.0, 13.0)
+GROW_FACTOR = (2.0, 2.7)
+STILL_RADIUS_PX = (10.0, 28.0)
+NOISE_BANK = 6
+
+
+class DemoError(NlflowError):
+    pass
+
+
+class FrameCodeError(NlflowError):
+    """A frame carries no readable frame-index code."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSummary:
+    out_dir: str
+    rar_path: str
+    splits_zip_path: str
+    manifest_path: str
+    archive_format: str  # "rar"
+    classes: list[str]
+    num_videos: int
+    corrupt_videos: list[str]  # relative paths (Class/v_..avi) under UCF-101/
+    short_videos: list[str]
+    seed: int
+    num_frames: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- names and split files
+
+
+def video_relpath(class_name: str, group: int, clip: int) -> str:
+    return f"{class_name}/v_{class_name}_g{group:02d}_c{clip:02d}.avi"
+
+
+def groups_tested_in_split(split: int) -> range:
+    """Groups in the test list of an official split (split k tests 7(k-1)+1 .. 7k)."""
+    return range(GROUPS_PER_TEST_SPLIT * (split - 1) + 1, GROUPS_PER_TEST_SPLIT * split + 1)
+
+
+def split_files(classes: Iterable[str], clips_per_group: int) -> dict[str, str]:
+    """Contents of classInd.txt, trainlist0k.txt, testlist0k.txt in the official format (CRLF)."""
+    classes = list(classes)
+    files = {"classInd.txt": "".join(f"{i + 1} {name}\r\n" for i, name in enumerate(classes))}
+    for split in range(1, NUM_SPLITS + 1):
+        train, test = [], []
+        for label, name in enumerate(classes, start=1):
+            for group in range(1, NUM_GROUPS + 1):
+                for clip in range(1, clips_per_group + 1):
+                    rel = video_relpath(name, group, clip)
+                    if group in groups_tested_in_split(split):
+                        test.append(f"{rel}\r\n")
+                    else:
+                        train.append(f"{rel} {label}\r\n")
+        files[f"trainlist{split:02d}.txt"] = "".join(train)
+        files[f"testlist{split:02d}.txt"] = "".join(test)
+    return files
+
+
+# ---------------------------------------------------------------- frame-index code
+
+
+def _code_blocks(width: int, height: int) -> tuple[int, list[tuple[int, int]]]:
+    band = max(2, int(round(height * CODE_BAND_FRACTION)))
+    edges = [round(i * width / CODE_BITS) for i in range(CODE_BITS + 1)]
+    return band, list(zip(edges[:-1], edges[1:]))
+
+
+def stamp_frame_index(frame: np.ndarray, index: int) -> None:
+    """Draw ``index`` (MSB first) as black/white blocks across the top band of an RGB frame, in place."""
+    if not 0 <= index < 2**CODE_BITS:
+        raise DemoError(f"frame index {index} does not fit the {CODE_BITS}-bit code")
+    height, width = frame.shape[:2]
+    band, blocks = _code_blocks(width, height)
+    for bit, (x0, x1) in enumerate(blocks):
+        on = (index >> (CODE_BITS - 1 - bit)) & 1
+        frame[:band, x0:x1] = 255 if on else 0
+
+
+def read_frame_index(frame_rgb: np.ndarray) -> int:
+    """Decode the code drawn by ``stamp_frame_index``; works after compression and any rescaling."""
+    frame = np.asarray(frame_rgb)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise FrameCodeError(f"expected an RGB frame [H, W, 3], got shape {frame.shape}")
+    height, width = frame.shape[:2]
+    band = height * CODE_BAND_FRACTION
+    # sample only the middle of each block: edges blur under compression and scaling
+    y0, y1 = int(band * 0.25), max(int(band * 0.75), int(band * 0.25) + 1)
+    index = 0
+    for bit in range(CODE_BITS):
+        bx0, bx1 = bit * width / CODE_BITS, (bit + 1) * width / CODE_BITS
+        x0 = int(bx0 + (bx1 - bx0) * 0.25)
+        x1 = max(int(bx0 + (bx1 - bx0) * 0.75), x0 + 1)
+        level = float(frame[y0:y1, x0:x1].mean())
+        if 64 < level < 192:
+            raise FrameCodeError(f"frame-index block {bit} is neither black nor white (mean {level:.0f})")
+        index = (index << 1) | int(level >= 192)
+    return index
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scene:
+    """Everything random about one video, drawn once from its rng."""
+
+    backgrounds: np.ndarray  # uint8 [NOISE_BANK, H, W, 3]: the background under NOISE_BANK noise draws
+    noise: np.ndarray  # int16 [NOISE_BANK, H, W, 1]: the same noise, added to the object too
+    colour_a: np.ndarray  # float32 [3]
+    colour_b: np.ndarray
+    stripe_angle: float
+    stripe_freq: float
+    stripe_phase: float
+    cx: np.ndarray  # float [T]
+    cy: np.ndarray
+    radius: np.ndarray
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Grey with a mild low-frequency shading and fixed fine noise, so the object stands out."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    grey = np.full((height, width), rng.uniform(100, 140), np.float32)
+    for _ in range(3):
+        fx, fy = rng.uniform(-1.5, 1.5, size=2)
+        phase = rng.uniform(0, 2 * np.pi)
+        grey += rng.uniform(4, 10) * np.cos(2 * np.pi * (fx * x / width + fy * y / height) + phase)
+    grey += rng.normal(0, 3, size=grey.shape).astype(np.float32)
+    tint = rng.uniform(-5, 5, size=3).astype(np.float32)
+    return np.round(grey[:, :, None] + tint).astype(np.int16)
+
+
+def _saturated_colour(hue: float, saturation: float, value: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), np.float32) * 255
+
+
+def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int):
+    """Per-frame centre and radius. Backward classes reuse the forward ones reversed in time."""
+    top = int(round(height * CODE_BAND_FRACTION)) + 2  # the object never covers the code band
+    margin = 2.0
+    t = np.arange(num_frames, dtype=np.float64)
+    if class_name in ("MoveUp", "MoveDown"):
+        radius = rng.uniform(*MOVE_RADIUS_PX)
+        lo, hi = top + radius + margin, height - radius - margin
+        speed = min(rng.uniform(*MOVE_SPEED_PX), (hi - lo) / max(num_frames - 1, 1))
+        travel = speed * (num_frames - 1)
+        start = rng.uniform(lo + travel, hi)
+        cy = start - speed * t  # up: y decreases
+        cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
+        r = np.full(num_frames, radius)
+    elif class_name in ("Grow", "Shrink"):
+        r0 = rng.uniform(*GROW_START_RADIUS_PX)
+        r1 = r0 * rng.uniform(*GROW_FACTOR)
+        r = r0 + (r1 - r0) * t / max(num_frames - 1, 1)
+        cx = np.full(num_frames, rng.uniform(r1 + margin, width - r1 - margin))
+        cy = np.full(num_frames, rng.uniform(top + r1 + margin, height - r1 - margin))
+    elif class_name == "StandStill":
+        radius = rng.uniform(*STILL_RADIUS_PX)
+        cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
+        cy = np.full(num_frames, rng.uniform(top + radius + margin, height - radius - margin))
+        r = np.full(num_frames, radius)
+    else:
+        raise DemoError(f"unknown demo class {class_name!r}; choose from {', '.join(DEMO_CLASSES)}")
+    if class_name in ("MoveDown", "Shrink"):
+        cx, cy, r = cx[::-1], cy[::-1], r[::-1]
+    return cx, cy, r
+
+
+def _scene(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int) -> _Scene:
+    cx, cy, r = _trajectory(class_name, rng, num_frames, width, height)
+    hue = rng.uniform()
+    colour_a = _saturated_colour(hue, rng.uniform(0.8, 1.0), 1.0)
+    colour_b = _saturated_colour(hue + rng.uniform(0.08, 0.2), rng.uniform(0.7, 1.0), rng.uniform(0.55, 0.8))
+    background = _background(rng, width, height)
+    # A small bank of temporal noise, reused in random order: per-frame noise at a fraction of the cost.
+    noise = np.round(rng.normal(0, 2.0, size=(NOISE_BANK, height, width, 1))).astype(np.int16)
+    backgrounds = np.clip(background[None] + noise, 0, 255).astype(np.uint8)
+    return _Scene(
+        backgrounds=backgrounds, noise=noise, colour_a=colour_a, colour_b=colour_b,
+        stripe_angle=rng.uniform(0, np.pi), stripe_freq=rng.uniform(4.0, 8.0),
+        stripe_phase=rng.uniform(0, 2 * np.pi), cx=cx, cy=cy, radius=r,
+    )
+
+
+def _draw_object(frame: np.ndarray, noise: np.ndarray, scene: _Scene, cx: float, cy: float, r: float) -> None:
+    """Anti-aliased striped disc, in place; the texture lives in object coordinates so it moves and scales with it."""
+    height, width = frame.shape[:2]
+    x0, x1 = max(int(cx - r - 1), 0), min(int(cx + r + 2), width)
+    y0, y1 = max(int(cy - r - 1), 0), min(int(cy + r + 2), height)
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
+    alpha = np.clip(r - np.sqrt(xs * xs + ys * ys) + 0.5, 0, 1)[..., None]
+    along = (xs * np.cos(scene.stripe_angle) + ys * np.sin(scene.stripe_angle)) / r
+    stripes = np.sin(scene.stripe_freq * along + scene.stripe_phase)
+    texture = np.where((stripes > 0)[..., None], scene.colour_a, scene.colour_b) + noise[y0:y1, x0:x1]
+    region = frame[y0:y1, x0:x1]
+    region[...] = np.clip(np.round(region * (1 - alpha) + texture * alpha), 0, 255).astype(np.uint8)
+
+
+def render_class_frames(
+    class_name: str,
+    rng: np.random.Generator,
+    num_frames: int,
+    size: tuple[int, int] = (320, 240),
+    draw_frame_index: bool = False,
+) -> Iterator[np.ndarray]:
+    """Yield the RGB uint8 frames [H, W, 3] of one synthetic video of ``class_name``."""
+    width, height = size
+    if num_frames < 1:
+        raise DemoError(f"num_frames must be >= 1, got {num_frames}")
+    if draw_frame_index and num_frames > 2**CODE_BITS:
+        raise DemoError(f"draw_frame_index supports at most {2**CODE_BITS} frames, got {num_frames}")
+    scene = _scene(class_name, rng, num_frames, width, height)
+    noise_order = rng.integers(0, NOISE_BANK, size=num_frames)
+    for i in range(num_frames):
+        frame = scene.backgrounds[noise_order[i]].copy()
+        _draw_object(frame, scene.noise[noise_order[i]], scene, scene.cx[i], scene.cy[i], scene.radius[i])
+        if draw_frame_index:
+            stamp_frame_index(frame, i)
+        yield frame
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: int = 25,
+    keyframe_interval: int | None = None,
+    qscale: int = VIDEO_QSCALE,
+) -> int:
+    """Encode RGB uint8 frames as MPEG-4 Part 2 (fourcc XVID, yuv420p) in AVI; atomic. Returns the frame count.
+
+    Timestamps are 0..N-1 in a 1/fps time base. ``keyframe_interval`` None keeps the encoder default.
+    """
+    count = 0
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="avi") as container:
+            stream = None
+            for frame in frames:
+                if stream is None:
+                    height, width = frame.shape[:2]
+                    if width % 2 or height % 2:
+                        raise DemoError(f"video size must be even, got {width}x{height}")
+                    stream = container.add_stream("mpeg4", rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                    stream.time_base = Fraction(1, fps)
+                    stream.codec_tag = "XVID"
+                    context = stream.codec_context
+                    context.thread_count = 1  # deterministic output, and parallelism is per video
+                    if keyframe_interval:
+                        context.gop_size = keyframe_interval
+                    # a fixed quantiser: constant quality whatever the content
+                    context.qmin = context.qmax = qscale
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                video_frame.pts = count
+                container.mux(stream.encode(video_frame))
+                count += 1
+            if stream is None:
+                raise DemoError(f"no frames to write to {path}")
+            container.mux(stream.encode(None))
+    return count
+
+
+def make_class_video(
+    path: str | os.PathLike,
+    class_name: str,
+    rng: np.random.Generator,
+    num_frames: int = 80,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 25,
+    draw_frame_index: bool = False,
+) -> int:
+    """Write one synthetic video of ``class_name``; returns its frame count."""
+    return write_video(path, render_class_frames(class_name, rng, num_frames, size, draw_frame_index), fps)
+
+
+def truncate_video(path: str | os.PathLike) -> None:
+    """Cut an AVI a few bytes into its first frame: the header still probes, decoding fails."""
+    path = Path(path)
+    data = path.read_bytes()
+    movi = data.find(b"movi")
+    if movi < 0:
+        raise DemoError(f"{path}: no 'movi' chunk, not an AVI written by write_video")
+    # 'movi' + chunk id + size + 24 bytes of the first packet: measured to make PyAV's decoder raise
+    path.write_bytes(data[: movi + 4 + 8 + 24])
+
+
+# ---------------------------------------------------------------- the whole set
+
+
+def _video_rng(seed: int, label: int, group: int, clip: int) -> np.random.Generator:
+    # keyed by the video, not by generation order: same seed -> same video whatever else changes
+    return np.random.default_rng([seed, label, group, clip])
+
+
+def _write_splits_zip(path: Path, files: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(zipfile.ZipInfo(f"{SPLITS_ROOT}/", ZIP_DATE_TIME), b"")
+            for name, text in files.items():
+                info = zipfile.ZipInfo(f"{SPLITS_ROOT}/{name}", ZIP_DATE_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, text.encode("ascii"))
+
+
+def _write_rar(path: Path, staging: Path, classes: list[str], rel_paths: list[str]) -> None:
+    import rars  # only the generator needs it
+
+    # Stored, not compressed: AVI payloads hardly compress and rars' compressor costs ~2 s/MB here.
+    builder = rars.RarBuilder(store=True)
+    builder.add_directory(ARCHIVE_ROOT, mtime=ARCHIVE_MTIME)
+    for name in classes:
+        builder.add_directory(f"{ARCHIVE_ROOT}/{name}", mtime=ARCHIVE_MTIME)
+    for rel in rel_paths:
+        builder.add_bytes((staging / rel).read_bytes(), f"{ARCHIVE_ROOT}/{rel}", mtime=ARCHIVE_MTIME)
+    with atomic_path(path) as tmp:
+        builder.write(str(tmp))
+
+
+def _make_demo_video(job: dict, staging: str, seed: int, size: tuple[int, int], fps: int,
+                     draw_frame_index: bool) -> dict:
+    """One video of the set (runs in a worker process)."""
+    target = Path(staging) / job["video"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rng = _video_rng(seed, job["label"], job["group"], job["clip"])
+    make_class_video(target, job["class"], rng, job["frames"], size, fps, draw_frame_index)
+    if job["kind"] == "corrupt":
+        truncate_video(target)
+        return {**job, "frames": 0}
+    return job
+
+
+def generate_demo(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    num_frames: int = 80,
+    clips_per_group: int = 2,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 25,
+    draw_frame_index: bool = False,
+    n_jobs: int | None = None,
+) -> DemoSummary:
+    """Write ``UCF101.rar``, ``UCF101TrainTestSplits-RecognitionTask.zip`` and ``demo_manifest.json``.
+
+    Deterministic for a given seed and arguments (each video's randomness is keyed by its name, so
+    ``n_jobs`` does not matter; None = all cores). The corrupt and the short video are ordinary
+    entries of the split files (train group 25 in every split).
+    """
+    started = time.perf_counter()
+    if clips_per_group < 1:
+        raise DemoError(f"clips_per_group must be >= 1, got {clips_per_group}")
+    if num_frames < 2:
+        raise DemoError(f"num_frames must be >= 2, got {num_frames}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = list(DEMO_CLASSES)
+    short_frames = SHORT_VIDEO_FRAMES if num_frames > SHORT_VIDEO_FRAMES else max(1, num_frames // 2)
+    corrupt_rel, short_rel = video_relpath(*CORRUPT_VIDEO), video_relpath(*SHORT_VIDEO)
+    jobs = []
+    for label, name in enumerate(classes):
+        for group in range(1, NUM_GROUPS + 1):
+            for clip in range(1, clips_per_group + 1):
+                rel = video_relpath(name, group, clip)
+                kind = "corrupt" if rel == corrupt_rel else "short" if rel == short_rel else "ok"
+                jobs.append({"video": rel, "class": name, "label": label, "group": group, "clip": clip,
+                             "frames": short_frames if kind == "short" else num_frames, "kind": kind})
+
+    n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(jobs)))
+    with tempfile.TemporaryDirectory(prefix=".demo-staging-", dir=out) as staging:
+        make = functools.partial(_make_demo_video, staging=staging, seed=seed, size=size, fps=fps,
+                                 draw_frame_index=draw_frame_index)
+        progress = functools.partial(tqdm, total=len(jobs), desc="demo videos", unit="video", disable=None)
+        if n_jobs == 1:
+            videos = list(progress(map(make, jobs)))
+        else:
+            # spawn: safe whatever the caller has imported (torch threads); the pool ends with the call
+            with concurrent.futures.ProcessPoolExecutor(
+                n_jobs, mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
+                videos = list(progress(pool.map(make, jobs, chunksize=4)))
+        _write_rar(out / RAR_NAME, Path(staging), classes, [v["video"] for v in videos])
+    _write_splits_zip(out / SPLITS_ZIP_NAME, split_files(classes, clips_per_group))
+
+    corrupt = [v["video"] for v in videos if v["kind"] == "corrupt"]
+    short = [v["video"] for v in videos if v["kind"] == "short"]
+    manifest = {
+        "format": "nlflow-demo", "version": 1, "seed": seed, "classes": classes,
+        "num_frames": num_frames, "clips_per_group": clips_per_group, "groups": NUM_GROUPS,
+        "size": list(size), "fps": fps, "draw_frame_index": draw_frame_index,
+        "archive": RAR_NAME, "archive_root": ARCHIVE_ROOT, "splits_archive": SPLITS_ZIP_NAME,
+        "corrupt": corrupt, "short": short, "videos": videos,
+    }
+    write_json_atomic(out / MANIFEST_NAME, manifest)
+    seconds = time.perf_counter() - started
+    log.info("demo dataset: %d videos of %d classes in %.1f s -> %s", len(videos), len(classes), seconds, out)
+    return DemoSummary(
+        out_dir=str(out), rar_path=str(out / RAR_NAME), splits_zip_path=str(out / SPLITS_ZIP_NAME),
+        manifest_path=str(out / MANIFEST_NAME), archive_format="rar", classes=classes,
+        num_videos=len(videos), corrupt_videos=corrupt, short_videos=short, seed=seed,
+        num_frames=num_frames, seconds=round(seconds, 3),
+    )
