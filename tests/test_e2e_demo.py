@@ -42,8 +42,9 @@ def test_bad_videos_are_reported_and_excluded(finished_run):
     log = (workdir / "results/logs/shuffle_rep/split1.log").read_text()
     assert "1 corrupt" in log and "1 too_short" in log
     train_list = (workdir / "results/lists/split1/train_shuffled.txt").read_text()
-    for bad in (demo["corrupt_video"], demo["short_video"]):
-        assert bad.split("/", 1)[-1] not in train_list
+    assert demo["corrupt"] and demo["short"]
+    for bad in demo["corrupt"] + demo["short"]:
+        assert bad not in train_list
 
 
 def test_second_run_has_nothing_to_do(finished_run):

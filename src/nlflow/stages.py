@@ -21,10 +21,14 @@ VIDEO_FOLDER = "UCF-101"
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
 
-def make_demo_dataset(out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2) -> None:
+def make_demo_dataset(
+    out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
+) -> None:
     from nlflow.datasets.demo import generate_demo
 
-    summary = generate_demo(out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group)
+    summary = generate_demo(
+        out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
+    )
     log.info("demo dataset written to %s: %s", out_dir, summary)
 
 

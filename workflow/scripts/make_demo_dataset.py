@@ -1,9 +1,12 @@
+import os
+
 from nlflow import stages
 from nlflow.adapter import run_stage
 
 run_stage(
     snakemake,
     stages.make_demo_dataset,
-    out_dir=snakemake.output.manifest.rsplit("/", 1)[0],
+    out_dir=os.path.dirname(snakemake.output.manifest),
+    n_jobs=snakemake.threads,
     **snakemake.params.demo,
 )

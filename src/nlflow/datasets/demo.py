@@ -12,11 +12,9 @@ for 3 splits). One truncated and one too-short video exercise the error paths do
 from __future__ import annotations
 
 import colorsys
-import concurrent.futures
 import dataclasses
 import functools
 import logging
-import multiprocessing
 import os
 import tempfile
 import time
@@ -27,6 +25,7 @@ from typing import Iterable, Iterator
 
 import av
 import numpy as np
+from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from nlflow.errors import NlflowError
@@ -442,11 +441,10 @@ def generate_demo(
         if n_jobs == 1:
             videos = list(progress(map(make, jobs)))
         else:
-            # spawn: safe whatever the caller has imported (torch threads); the pool ends with the call
-            with concurrent.futures.ProcessPoolExecutor(
-                n_jobs, mp_context=multiprocessing.get_context("spawn")
-            ) as pool:
-                videos = list(progress(pool.map(make, jobs, chunksize=4)))
+            # loky workers import this module, not the caller's __main__ (a Snakemake script is not
+            # import-safe), and start without the caller's torch thread settings.
+            parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=4)
+            videos = list(progress(parallel(delayed(make)(job) for job in jobs)))
         _write_rar(out / RAR_NAME, Path(staging), classes, [v["video"] for v in videos])
     _write_splits_zip(out / SPLITS_ZIP_NAME, split_files(classes, clips_per_group))
 
