@@ -1,0 +1,461 @@
+"""Multi-view test evaluation (the original's 10 clips x 3 crops, fully convolutional), resumable.
+
+Per video, every view goes through ``model.forward_map``; per view we keep the softmax over classes
+averaged over the output positions (what the original averaged) and the position-averaged logits.
+These per-view scores are cached per video, so a killed run resumes where it stopped and other
+aggregation rules (:func:`reaggregate`) never run the network again.
+
+Cache layout (a directory)::
+
+    identity.json         checkpoint SHA-256, view spec, test-set fingerprint, classes, precision
+    videos/00000012.npz   probs [V, C], logits [V, C] (float32), video, label, error ("" when fine)
+
+A cache whose identity differs from the current run is emptied before use: stale scores are never
+mixed in.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from nlflow.errors import NlflowError
+from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
+from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.video.views import ViewSpec
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "nlflow-eval-cache"
+CACHE_VERSION = 1
+
+
+class EvaluationError(NlflowError):
+    """Evaluation cannot run or its cache cannot be used."""
+
+
+# ------------------------------------------------------------------ views -> per-view scores
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def logit_map_to_view_scores(logit_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, C, t, h, w] logits -> (probs [N, C], logits [N, C]) in float32.
+
+    probs = softmax over classes at every position, then the mean over positions (the original's
+    fully-convolutional test); logits = the position-averaged logits.
+    """
+    flat = logit_map.float().flatten(2)
+    return torch.softmax(flat, dim=1).mean(dim=2), flat.mean(dim=2)
+
+
+class ViewScorer:
+    """Runs a network over test views in batches of ``batch_size`` views: the one code path from
+    views to per-view scores, shared by :func:`evaluate` and :mod:`nlflow.predict`.
+
+    bf16 autocast on CUDA (scores are computed in float32 from the bf16 logits); plain float32 on CPU.
+    ``forward_calls`` counts network invocations (tests use it to prove a resumed run computes nothing).
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int = 30, device: torch.device | str | None = None):
+        if batch_size < 1:
+            raise EvaluationError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.batch_size = int(batch_size)
+        self.amp = self.device.type == "cuda"
+        self.forward_calls = 0
+
+    @property
+    def precision(self) -> str:
+        return "bf16-autocast" if self.amp else "fp32"
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        batch = batch.to(self.device, non_blocking=True)
+        self.forward_calls += 1
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logit_map = self.model.forward_map(batch)
+        probs, logits = logit_map_to_view_scores(logit_map)
+        return probs.cpu().numpy(), logits.cpu().numpy()
+
+    def score(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Views [V, 3, T, S, S] of one video -> (probs [V, C], logits [V, C])."""
+        ((_, probs, logits),) = self.stream([(None, views)])
+        return probs, logits
+
+    def stream(self, items: Iterable[tuple[object, torch.Tensor]]) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
+        """Score ``(key, views)`` pairs, packing views of several videos into each forward batch.
+
+        Yields ``(key, probs [V, C], logits [V, C])`` in input order as soon as a video's views are done.
+        """
+        pending: list[torch.Tensor] = []  # views not yet forwarded, in order
+        pending_count = 0
+        owners: list[list] = []  # [key, views still to come back, list of result parts]
+
+        def run(count: int) -> Iterator[tuple[object, np.ndarray, np.ndarray]]:
+            nonlocal pending_count
+            parts, needed = [], count
+            while needed:  # slices, not copies, of the pending views; only the batch is joined
+                head = pending[0]
+                parts.append(head[:needed])
+                if len(head) > needed:
+                    pending[0] = head[needed:]
+                    needed = 0
+                else:
+                    pending.pop(0)
+                    needed -= len(head)
+            pending_count -= count
+            probs, logits = self._forward(torch.cat(parts) if len(parts) > 1 else parts[0])
+            row = 0
+            while row < len(probs):
+                owner = owners[0]
+                take = min(owner[1], len(probs) - row)
+                owner[2].append((probs[row : row + take], logits[row : row + take]))
+                owner[1] -= take
+                row += take
+                if owner[1] == 0:
+                    owners.pop(0)
+                    yield owner[0], np.concatenate([p for p, _ in owner[2]]), np.concatenate([l for _, l in owner[2]])
+
+        for key, views in items:
+            if views.ndim != 5 or len(views) == 0:
+                raise EvaluationError(f"views must be [V, 3, T, S, S] with V >= 1, got {tuple(views.shape)}")
+            owners.append([key, len(views), []])
+            pending.append(views)
+            pending_count += len(views)
+            while pending_count >= self.batch_size:
+                yield from run(self.batch_size)
+        while pending_count:
+            yield from run(min(pending_count, self.batch_size))
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _videos_fingerprint(videos: Sequence[str], labels: Sequence[int]) -> str:
+    digest = hashlib.sha256()
+    for video, label in zip(videos, labels):
+        digest.update(f"{video}\t{label}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass
+class CachedVideo:
+    index: int
+    video: str
+    label: int
+    probs: np.ndarray  # [V, C] float32 ([0, C] when the video failed)
+    logits: np.ndarray
+    error: str
+
+
+class ScoreCache:
+    """The per-video score directory described in the module docstring."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.videos_dir = self.path / "videos"
+        self.identity_path = self.path / "identity.json"
+
+    def identity(self) -> dict | None:
+        try:
+            return json.loads(self.identity_path.read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            return {}
+
+    def open(self, identity: dict) -> None:
+        """Use the cache for ``identity``; a cache made for anything else is emptied first."""
+        if self.path.exists() and not self.path.is_dir():
+            raise EvaluationError(f"evaluation cache {self.path} exists and is not a directory")
+        current = self.identity()
+        if current != identity:
+            stale = sorted(self.videos_dir.glob("*.npz")) if self.videos_dir.is_dir() else []
+            if current is not None:
+                log.warning("evaluation cache %s was made for another checkpoint/spec/test set; discarding %d videos", self.path, len(stale))
+            for path in stale:
+                path.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.identity_path, identity)
+        self.videos_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.videos_dir.glob(".*.tmp"):  # a write cut short by a kill
+            leftover.unlink()
+
+    def _file(self, index: int) -> Path:
+        return self.videos_dir / f"{index:08d}.npz"
+
+    def done(self) -> set[int]:
+        if not self.videos_dir.is_dir():
+            return set()
+        return {int(p.stem) for p in self.videos_dir.glob("*.npz") if p.stem.isdigit()}
+
+    def put(self, item: CachedVideo) -> None:
+        with atomic_path(self._file(item.index)) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                probs=item.probs.astype(np.float32),
+                logits=item.logits.astype(np.float32),
+                video=np.array(item.video),
+                label=np.array(item.label),
+                error=np.array(item.error),
+            )
+
+    def get(self, index: int) -> CachedVideo:
+        with np.load(self._file(index)) as data:
+            return CachedVideo(
+                index, str(data["video"]), int(data["label"]), data["probs"], data["logits"], str(data["error"])
+            )
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+class _SafeViews(torch.utils.data.Dataset):
+    """TestVideoDataset items as ``(index, views | None, error)``: a bad video is reported, not fatal."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            views, _label, _index = self.dataset[index]
+        except NlflowError as exc:
+            return index, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return index, views, ""
+
+
+def load_model(checkpoint: str | os.PathLike) -> nn.Module:
+    """The network of an nlflow checkpoint, with a one-line error for a missing or foreign file."""
+    from nlflow.models import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise EvaluationError(f"checkpoint not found: {path}")
+    model = load_checkpoint(path)  # raises CheckpointError (an NlflowError) on a bad file
+    if not hasattr(model, "forward_map"):
+        raise EvaluationError(f"{path}: the model has no forward_map (not a fully-convolutional nlflow network)")
+    return model
+
+
+def _check_classes(model: nn.Module, store_classes: list[str], checkpoint: Path) -> list[str]:
+    num_classes = model.config.num_classes
+    model_classes = list(getattr(model, "classes", None) or [])
+    if model_classes and store_classes and model_classes != store_classes:
+        differ = [(a, b) for a, b in zip(model_classes, store_classes) if a != b] or [(len(model_classes), len(store_classes))]
+        raise EvaluationError(
+            f"{checkpoint} was trained on other classes than the test set (first difference: {differ[0][0]!r} vs {differ[0][1]!r})"
+        )
+    classes = model_classes or store_classes
+    if len(classes) != num_classes:
+        raise EvaluationError(f"the model has {num_classes} outputs but the test set has {len(classes)} classes")
+    return classes
+
+
+def _prediction_rows(
+    videos: Sequence[str], labels: Sequence[int], scores: np.ndarray, classes: Sequence[str]
+) -> list[list]:
+    rows = []
+    best = top_k(scores, 5)
+    for video, label, row_scores, top in zip(videos, labels, scores, best):
+        predicted = int(top[0])
+        rows.append(
+            [
+                video,
+                int(label),
+                classes[int(label)],
+                predicted,
+                classes[predicted],
+                f"{float(row_scores[predicted]):.6f}",
+                " ".join(str(int(c)) for c in top),
+                "|".join(classes[int(c)] for c in top),  # "|": a class name may contain spaces
+            ]
+        )
+    return rows
+
+
+PREDICTION_COLUMNS = ["video", "label", "label_name", "predicted", "predicted_name", "probability", "top5", "top5_names"]
+
+
+def write_predictions_csv(path: str | os.PathLike, rows: Sequence[Sequence]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_COLUMNS)
+        writer.writerows(rows)
+
+
+def _metrics_from_cached(
+    items: Sequence[CachedVideo], identity: dict, aggregate: str, views_subset
+) -> tuple[dict, list[list]]:
+    spec = ViewSpec.from_dict(identity["spec"])
+    classes = identity["classes"]
+    views = view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
+    good = [item for item in items if not item.error]
+    if not good:
+        raise EvaluationError(f"none of the {len(items)} test videos could be evaluated (all failed to decode)")
+    probs = np.stack([i.probs for i in good])
+    logits = np.stack([i.logits for i in good])
+    labels = [i.label for i in good]
+    metrics = compute_metrics(probs, logits, labels, classes, aggregate, views)
+    metrics["views_subset"] = views_subset if views_subset is None or isinstance(views_subset, str) else list(views_subset)
+    metrics["spec"] = spec.to_dict()
+    metrics["checkpoint_sha256"] = identity["checkpoint_sha256"]
+    metrics["failed_videos"] = [{"video": i.video, "error": i.error} for i in items if i.error]
+    scores = aggregate_scores(probs, logits, aggregate, views)
+    rows = _prediction_rows([i.video for i in good], labels, scores, classes)
+    return metrics, rows
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    test_lmdb: str | os.PathLike,
+    spec: ViewSpec,
+    cache_path: str | os.PathLike,
+    metrics_json: str | os.PathLike,
+    predictions_csv: str | os.PathLike,
+    batch_size: int = 30,
+    num_workers: int = 0,
+    aggregate: str = "mean_softmax",
+    views_subset: str | Sequence[int] | None = None,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Score every test video with ``spec``'s views, cache per-view scores, write metrics and predictions.
+
+    ``batch_size`` counts views (several videos share a batch when they fit). Returns the metrics
+    dict written to ``metrics_json``; its ``run`` entry says how many videos were ``computed`` now
+    and how many were ``reused`` from the cache.
+    """
+    from nlflow.store.datasets import TestVideoDataset
+    from nlflow.store.lmdb_store import LmdbReader
+
+    if aggregate not in AGGREGATES:  # checked before hours of GPU time, not after
+        raise MetricsError(f"unknown aggregation {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+    view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
+    checkpoint = Path(checkpoint)
+    model = load_model(checkpoint)
+    reader = LmdbReader(test_lmdb)
+    videos, labels = [], []
+    for record in reader:  # one at a time: embedded records carry the whole file
+        videos.append(record.video)
+        labels.append(record.label)
+    classes = _check_classes(model, reader.classes, checkpoint)
+    cfg = model.config
+    if (cfg.video_length, cfg.sample_rate) != (spec.video_length, spec.sample_rate):
+        log.warning(
+            "view spec %dx%d differs from the model's training clips %dx%d",
+            spec.video_length, spec.sample_rate, cfg.video_length, cfg.sample_rate,
+        )
+    scorer = ViewScorer(model, batch_size, device)
+    identity = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "spec": spec.to_dict(),
+        "test_set": {"count": len(videos), "videos_sha256": _videos_fingerprint(videos, labels)},
+        "classes": classes,
+        "precision": scorer.precision,
+    }
+    cache = ScoreCache(cache_path)
+    cache.open(identity)
+    done = cache.done() & set(range(len(videos)))
+    todo = [i for i in range(len(videos)) if i not in done]
+    log.info("evaluating %d test videos: %d cached, %d to compute (%s, %d views each, %s)",
+             len(videos), len(done), len(todo), scorer.device, spec.num_views, scorer.precision)
+
+    start = time.perf_counter()
+    if todo:
+        dataset = _SafeViews(TestVideoDataset(str(test_lmdb), spec))
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=todo,
+            num_workers=num_workers,
+            pin_memory=scorer.device.type == "cuda",
+        )
+        empty = np.zeros((0, len(classes)), np.float32)
+        with tqdm(total=len(todo), unit="video", desc="evaluate", disable=None) as bar:
+
+            def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
+                for index, views, error in loader:
+                    if error:
+                        # Recorded in the cache too, so a resumed run does not retry it.
+                        log.warning("test video %s failed: %s", videos[index], error)
+                        cache.put(CachedVideo(index, videos[index], labels[index], empty, empty, error))
+                        bar.update(1)
+                    else:
+                        yield index, views
+
+            for index, probs, logits in scorer.stream(decoded_views()):
+                cache.put(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
+                bar.update(1)
+    seconds = time.perf_counter() - start
+    if todo:
+        log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds, len(todo) / max(seconds, 1e-9), len(done))
+
+    metrics, rows = _metrics_from_cached([cache.get(i) for i in range(len(videos))], identity, aggregate, views_subset)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["run"] = {
+        "computed": len(todo),
+        "reused": len(done),
+        "forward_calls": scorer.forward_calls,
+        "seconds": round(seconds, 3),
+        "videos_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
+        "device": str(scorer.device),
+        "precision": scorer.precision,
+    }
+    write_predictions_csv(predictions_csv, rows)
+    write_json_atomic(metrics_json, metrics)
+    log.info("video top-1 %.4f, top-5 %.4f, clip top-1 %.4f over %d videos (%s)",
+             metrics["top1"], metrics["top5"], metrics["clip_top1"], metrics["num_videos"], aggregate)
+    return metrics
+
+
+def reaggregate(
+    cache_path: str | os.PathLike,
+    aggregate: str = "mean_softmax",
+    views_subset: str | Sequence[int] | None = None,
+    metrics_json: str | os.PathLike | None = None,
+    predictions_csv: str | os.PathLike | None = None,
+) -> dict:
+    """Metrics from a finished cache under another aggregation rule or view subset; never runs the network."""
+    cache = ScoreCache(cache_path)
+    identity = cache.identity()
+    if not identity or identity.get("format") != CACHE_FORMAT:
+        raise EvaluationError(f"{cache_path} is not an evaluation cache (run evaluate first)")
+    count = identity["test_set"]["count"]
+    done = cache.done()
+    missing = count - len(done & set(range(count)))
+    if missing:
+        raise EvaluationError(f"evaluation cache {cache_path} lacks {missing} of {count} videos; finish evaluate first")
+    metrics, rows = _metrics_from_cached([cache.get(i) for i in range(count)], identity, aggregate, views_subset)
+    if predictions_csv is not None:
+        write_predictions_csv(predictions_csv, rows)
+    if metrics_json is not None:
+        write_json_atomic(metrics_json, metrics)
+    return metrics

@@ -1,0 +1,215 @@
+"""Plots and a short Markdown summary of a training run and its multi-view evaluation.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through
+pyplot, so importing this module changes no global backend and leaks no open figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from nlflow.errors import NlflowError
+from nlflow.fileio import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+class ReportError(NlflowError):
+    """An input of the report is missing or unreadable."""
+
+
+def read_metrics_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The trainer's JSON lines; blank or broken lines (a run killed mid-write) are skipped."""
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d is not valid JSON; skipped", path, number)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _series(records: Iterable[dict], key: str) -> tuple[list[float], list[float]]:
+    """(iter, value) pairs of the records that carry both as finite numbers."""
+    xs, ys = [], []
+    for record in records:
+        x, y = record.get("iter"), record.get(key)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(y):
+            xs.append(float(x))
+            ys.append(float(y))
+    return xs, ys
+
+
+def _save_png(fig: Figure, path: Path, dpi: int = 100) -> Path:
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_training_curves(records: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Loss, learning rate and training/validation top-1 against the iteration."""
+    fig = Figure(figsize=(12, 3.6))
+    panels = (
+        ("loss", [("loss", "train loss")], False),
+        ("learning rate", [("lr", "lr")], True),
+        ("top-1", [("top1", "train clip top-1"), ("val_top1", "val clip top-1")], False),
+    )
+    for i, (title, keys, log_y) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        drawn = False
+        for key, label in keys:
+            xs, ys = _series(records, key)
+            if xs:
+                marker = "o" if key == "val_top1" else None
+                ax.plot(xs, ys, label=label, marker=marker, markersize=3)
+                drawn = True
+        if drawn:
+            if log_y and all(y > 0 for y in _series(records, keys[0][0])[1]):
+                ax.set_yscale("log")
+            if len(keys) > 1:
+                ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    return _save_png(fig, Path(path))
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """Row-normalised confusion matrix (true class on the y axis) with class names on both axes."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    n = len(classes)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    side = min(max(4.0, 0.16 * n + 2.5), 24.0)
+    fontsize = max(3.0, min(9.0, 650.0 / max(n, 1)))  # about 60 % of a cell
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(classes, rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(classes, fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion matrix (video level)")
+    return _save_png(fig, Path(path), dpi=150 if n > 40 else 100)  # 101 class names stay legible
+
+
+def plot_per_class_accuracy(per_class: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Horizontal bars of video-level accuracy per class, worst at the top; classes without videos omitted."""
+    rows = [r for r in per_class if r.get("accuracy") is not None]
+    rows.sort(key=lambda r: (r["accuracy"], r["class"]))
+    n = max(len(rows), 1)
+    fig = Figure(figsize=(7, min(max(2.5, 0.2 * n + 1.2), 30.0)))
+    ax = fig.add_subplot(1, 1, 1)
+    if rows:
+        ax.barh(range(len(rows)), [r["accuracy"] for r in rows], color="tab:blue")
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([f'{r["class"]} ({r["videos"]})' for r in rows], fontsize=max(4.0, min(9.0, 600.0 / n)))
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # worst first, no empty margins
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("video-level accuracy (number of test videos in brackets)")
+    ax.set_title("per-class accuracy")
+    ax.grid(axis="x", alpha=0.3)
+    return _save_png(fig, Path(path))
+
+
+def _pct(value: object) -> str:
+    return f"{100.0 * value:.2f} %" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, figures: Sequence[str]) -> str:
+    """The text of report.md."""
+    lines = [
+        "# nlflow report",
+        "",
+        "## Test results",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}) | {_pct(evaluation.get('top1'))} |",
+        f"| video top-5 | {_pct(evaluation.get('top5'))} |",
+        f"| mean class accuracy (video level) | {_pct(evaluation.get('mean_class_accuracy'))} |",
+        f"| clip-level top-1 (single view, not aggregated) | {_pct(evaluation.get('clip_top1'))} |",
+        f"| test videos | {evaluation.get('num_videos', 'n/a')} |",
+    ]
+    failed = evaluation.get("failed_videos") or []
+    if failed:
+        lines.append(f"| videos that failed to decode (not counted) | {len(failed)} |")
+    iterations, losses = _series(records, "loss")
+    _, val = _series(records, "val_top1")
+    if records:
+        lines += ["", "## Training", ""]
+        if iterations:
+            lines.append(f"- logged iterations: {len(iterations)}, last: {int(iterations[-1])}")
+            lines.append(f"- final training loss: {losses[-1]:.4f}")
+        if val:
+            lines.append(f"- last validation clip top-1: {_pct(val[-1])} (best {_pct(max(val))})")
+    lines += ["", "## Settings", ""]
+    if settings:
+        for key in sorted(settings):
+            lines.append(f"- `{key}`: `{json.dumps(settings[key], sort_keys=True, default=str)}`")
+    else:
+        lines.append("- (none recorded)")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{Path(name).stem}]({name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    train_metrics_jsonl: str | os.PathLike | None,
+    eval_metrics_json: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: dict | None = None,
+) -> list[Path]:
+    """Write training_curves.png, confusion_matrix.png, per_class_accuracy.png and report.md.
+
+    ``train_metrics_jsonl`` may be None or missing (e.g. evaluating a downloaded checkpoint): the
+    curves panel then says "no data". Returns the written paths, report.md last.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        evaluation = json.loads(Path(eval_metrics_json).read_text())
+    except FileNotFoundError:
+        raise ReportError(f"evaluation metrics not found: {eval_metrics_json} (run the evaluate step first)") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{eval_metrics_json} is not valid JSON: {exc}") from None
+    records: list[dict] = []
+    if train_metrics_jsonl is not None and Path(train_metrics_jsonl).is_file():
+        records = read_metrics_jsonl(train_metrics_jsonl)
+    elif train_metrics_jsonl is not None:
+        log.warning("training metrics %s not found; the curves will be empty", train_metrics_jsonl)
+
+    classes = evaluation.get("classes") or [str(i) for i in range(len(evaluation.get("confusion_matrix", [])))]
+    written = [plot_training_curves(records, out / "training_curves.png")]
+    if evaluation.get("confusion_matrix"):
+        written.append(plot_confusion_matrix(evaluation["confusion_matrix"], classes, out / "confusion_matrix.png"))
+    if evaluation.get("per_class"):
+        written.append(plot_per_class_accuracy(evaluation["per_class"], out / "per_class_accuracy.png"))
+    report = out / "report.md"
+    write_text_atomic(report, summary_markdown(evaluation, records, settings or {}, [p.name for p in written]))
+    written.append(report)
+    return written

@@ -1,0 +1,168 @@
+"""Top-k classes for arbitrary video files with a trained checkpoint (the ``nlflow predict`` command).
+
+Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_views` with a
+:class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
+scale/crop from its ``extra``, see :func:`_test_size`), and scores from the same
+:class:`nlflow.evaluate.multiview.ViewScorer` that ``evaluate`` uses; views are combined by the
+original's rule (mean of the per-view softmax).
+
+``views``: 30 = 10 clips x 3 crops (the original's test); 3 = 3 clips spread along time x the
+centre crop (time matters more than the overlapping side crops for action classes); 1 = the
+middle clip, centre crop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from nlflow.errors import NlflowError
+from nlflow.evaluate.metrics import aggregate_scores, top_k
+from nlflow.evaluate.multiview import ViewScorer
+from nlflow.video.views import ViewSpec, load_test_views
+
+log = logging.getLogger(__name__)
+
+VIEW_LAYOUTS: dict[int, tuple[int, int]] = {30: (10, 3), 3: (3, 1), 1: (1, 1)}  # views -> (clips, crops)
+DEFAULT_TEST_SCALE = 256
+DEFAULT_TEST_CROP = 256
+
+
+class PredictError(NlflowError):
+    """Prediction cannot start (bad checkpoint or arguments); per-file problems go into Prediction.error."""
+
+
+@dataclass
+class Prediction:
+    """The result for one file: ``top`` is [(class name, probability)] best first, ``labels`` the
+    matching class indices; or ``error``, one line, when the file could not be classified."""
+
+    video: str  # the path as given
+    top: list[tuple[str, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    num_views: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["top"] = [{"class": name, "label": label, "probability": prob} for (name, prob), label in zip(self.top, self.labels)]
+        del data["labels"]
+        return data
+
+
+def _test_size(extra: dict[str, Any]) -> tuple[int, int]:
+    """(scale, crop) for the test views of a checkpoint.
+
+    In order: an explicit record (``extra["test"]``/``["view_spec"]``/``["test_spec"]`` dicts with
+    ``scale``/``crop_size``, or ``extra["test_scale"]``/``["test_crop_size"]``); else the original's
+    convention, test scale = crop = the low end of the training scale jitter (256 for [256, 320]),
+    read from the trainer's ``extra["settings"]["scale_range"]``; else 256/256.
+    """
+    for key in ("test", "view_spec", "test_spec"):
+        sub = extra.get(key)
+        if isinstance(sub, dict) and "scale" in sub:
+            return int(sub["scale"]), int(sub.get("crop_size", sub["scale"]))
+    if "test_scale" in extra:
+        return int(extra["test_scale"]), int(extra.get("test_crop_size", extra["test_scale"]))
+    settings = extra.get("settings")
+    scale_range = settings.get("scale_range") if isinstance(settings, dict) else None
+    if isinstance(scale_range, (list, tuple)) and scale_range:
+        return int(scale_range[0]), int(scale_range[0])
+    return DEFAULT_TEST_SCALE, DEFAULT_TEST_CROP
+
+
+def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
+    """The ViewSpec that predict uses for a checkpoint dictionary (see the module docstring)."""
+    if views not in VIEW_LAYOUTS:
+        raise PredictError(f"--views must be one of {sorted(VIEW_LAYOUTS, reverse=True)}, got {views}")
+    config = payload["model_config"]
+    scale, crop = _test_size(payload.get("extra") or {})
+    clips, crops = VIEW_LAYOUTS[views]
+    return ViewSpec(
+        video_length=int(config["video_length"]),
+        sample_rate=int(config["sample_rate"]),
+        num_clips=clips,
+        num_crops=crops,
+        scale=scale,
+        crop_size=crop,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def score_video(source: str | os.PathLike | bytes, scorer: ViewScorer, spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view (probs [V, C], logits [V, C]) of one video: load_test_views + the shared scorer."""
+    return scorer.score(load_test_views(source, spec))
+
+
+def predict_videos(
+    paths: Sequence[str | os.PathLike],
+    checkpoint: str | os.PathLike,
+    topk: int = 5,
+    views: int = 30,
+    batch_size: int = 30,
+    device: str | torch.device | None = None,
+) -> list[Prediction]:
+    """One Prediction per path, in order; a file that cannot be read or is too short gets ``error``."""
+    from nlflow.models import load_checkpoint, read_checkpoint
+
+    if topk < 1:
+        raise PredictError(f"--topk must be at least 1, got {topk}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise PredictError(f"checkpoint not found: {checkpoint}")
+    spec = spec_from_checkpoint(read_checkpoint(checkpoint), views)
+    model = load_checkpoint(checkpoint)
+    num_classes = model.config.num_classes
+    classes = list(getattr(model, "classes", None) or [f"class_{i}" for i in range(num_classes)])
+    scorer = ViewScorer(model, batch_size, device)
+
+    predictions = []
+    for path in paths:
+        name = str(path)
+        try:
+            if not Path(path).is_file():
+                raise PredictError(f"no such file: {name}")
+            probs, logits = score_video(path, scorer, spec)
+        except Exception as exc:  # per-file isolation: one bad file must not stop the others
+            if not isinstance(exc, NlflowError):
+                log.debug("prediction for %s failed", name, exc_info=True)
+            message = _one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {_one_line(exc)}"
+            predictions.append(Prediction(name, error=message))
+            continue
+        scores = aggregate_scores(probs[None], logits[None], "mean_softmax")[0]
+        best = [int(c) for c in top_k(scores[None], topk)[0]]
+        predictions.append(
+            Prediction(name, [(classes[c], float(scores[c])) for c in best], best, num_views=len(probs))
+        )
+    return predictions
+
+
+def format_predictions(preds: Sequence[Prediction], as_json: bool = False) -> str:
+    """Human-readable lines (or a JSON list) for the CLI; errors say ``ERROR`` on one line."""
+    if as_json:
+        return json.dumps([p.to_dict() for p in preds], indent=2)
+    lines = []
+    for pred in preds:
+        if pred.error is not None:
+            lines.append(f"{pred.video}: ERROR {pred.error}")
+            continue
+        lines.append(f"{pred.video} ({pred.num_views} views):")
+        width = max(len(name) for name, _ in pred.top)
+        for rank, (name, prob) in enumerate(pred.top, 1):
+            lines.append(f"  {rank}. {name:<{width}}  {prob:.4f}")
+    return "\n".join(lines)
