@@ -45,8 +45,8 @@ def _predict(args: argparse.Namespace) -> int:
     predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views)
     print(format_predictions(predictions, as_json=args.json))
     failed = [p for p in predictions if p.error]
-    for prediction in failed:
-        print(f"nlflow predict: {prediction.video}: {prediction.error}", file=sys.stderr)
+    if failed:
+        print(f"nlflow predict: {len(failed)} of {len(predictions)} videos failed", file=sys.stderr)
     return 1 if failed else 0
 
 

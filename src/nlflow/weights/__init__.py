@@ -1,1 +1,27 @@
+"""Caffe2 weights of video-nonlocal-net: safe reading, cleaning, name mapping, conversion."""
 
+from nlflow.weights.caffe2_pickle import UnsafePickleError, WeightFileError, read_caffe2_pickle, write_caffe2_pickle
+from nlflow.weights.clean import CleanReport, clean_blobs
+from nlflow.weights.convert import ConvertError, ConvertReport, convert_caffe2_to_checkpoint, infer_model_config, inspect_weights
+from nlflow.weights.demo import write_demo_pretrained
+from nlflow.weights.name_map import LoadReport, WeightMismatchError, blobs_to_state_dict, state_dict_to_blobs, tensor_names
+
+__all__ = [
+    "CleanReport",
+    "ConvertError",
+    "ConvertReport",
+    "LoadReport",
+    "UnsafePickleError",
+    "WeightFileError",
+    "WeightMismatchError",
+    "blobs_to_state_dict",
+    "clean_blobs",
+    "convert_caffe2_to_checkpoint",
+    "infer_model_config",
+    "inspect_weights",
+    "read_caffe2_pickle",
+    "state_dict_to_blobs",
+    "tensor_names",
+    "write_caffe2_pickle",
+    "write_demo_pretrained",
+]
