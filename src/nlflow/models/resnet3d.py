@@ -1,0 +1,260 @@
+"""ResNet 3-D building blocks (C2D / I3D, as in video-nonlocal-net) and the network that strings them.
+
+Small composable pieces: ``make_stem``, ``make_bottleneck``, ``make_stage``, ``make_head``.
+Layout facts (kernel sizes, where non-local blocks go) live in ``builder.py``; this file only
+knows how to build one piece from explicit numbers.
+
+Initialisation follows the original: convolutions MSRA (Caffe2 ``MSRAFill`` = Kaiming normal,
+fan-out), BN gamma 1 / beta 0 except the last BN of each residual branch (gamma 0 when
+``zero_init_final_bn``), classifier normal std 0.01 with zero bias.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlflow.models.nonlocal_block import NonLocalBlock
+
+NormFactory = Callable[[int, bool], nn.Module]
+
+
+class Affine3d(nn.Module):
+    """Per-channel ``x * weight + bias``: a BN frozen into an affine map (Caffe2 ``AffineNd``).
+
+    Used by the "affine" configurations, where batches are too small for batch statistics.
+    ``weight``/``bias`` are ordinary parameters (whether they train is the solver's choice).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}"
+
+
+def norm_factory(frozen_bn: bool, eps: float = 1e-5, momentum: float = 0.1) -> NormFactory:
+    """A ``(channels, zero_init) -> module`` callable: BatchNorm3d, or Affine3d when frozen."""
+
+    def make(channels: int, zero_init: bool) -> nn.Module:
+        norm: nn.Module = Affine3d(channels) if frozen_bn else nn.BatchNorm3d(channels, eps=eps, momentum=momentum)
+        if zero_init:
+            nn.init.zeros_(norm.weight)
+        return norm
+
+    return make
+
+
+def _conv(dim_in: int, dim_out: int, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> nn.Conv3d:
+    conv = nn.Conv3d(dim_in, dim_out, tuple(kernel), stride=tuple(stride), padding=tuple(padding), bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def apply_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)``; on CPU, a conv with a 1x1 spatial kernel runs as a 2-D conv over (t, h*w).
+
+    Same math, no copy (a view); oneDNN's 2-D kernels are much faster on CPU than the 3-D
+    ones (or PyTorch's slow_conv3d, used for single-threaded small batches) for these shapes.
+    """
+    if x.device.type == "cpu" and conv.kernel_size[1:] == (1, 1) and conv.stride == (1, 1, 1) and conv.padding[1:] == (0, 0):
+        n, _, _, h, w = x.shape
+        y = F.conv2d(x.flatten(3), conv.weight.squeeze(-1), conv.bias, padding=(conv.padding[0], 0))
+        return y.view(n, y.shape[1], y.shape[2], h, w)
+    return conv(x)
+
+
+class _Conv3dPlanarWeightGrad(torch.autograd.Function):
+    """conv3d whose weight gradient is computed as one 2-D weight gradient per temporal tap.
+
+    Same math as ``F.conv3d``; exists because oneDNN's 3-D weight gradient for a 3-channel
+    input (conv1 on raw frames) is several times slower on CPU than the forward pass, and
+    conv1 holds about half of the FLOPs of the narrow demo network. Input gradient: none
+    (the input is data).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.config = (tuple(weight.shape), stride, padding)
+        return F.conv3d(x, weight, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        (c_out, c_in, taps, kh, kw), stride, padding = ctx.config
+        n, _, _, h, w = x.shape
+        t_out = grad_out.shape[2]
+        padded = F.pad(x, (0, 0, 0, 0, padding[0], padding[0]))
+        grad_planar = grad_out.transpose(1, 2).reshape(n * t_out, c_out, *grad_out.shape[3:])
+        grads = []
+        for tap in range(taps):
+            frames = padded[:, :, tap : tap + (t_out - 1) * stride[0] + 1 : stride[0]]
+            frames = frames.transpose(1, 2).reshape(n * t_out, c_in, h, w)
+            grads.append(torch.nn.grad.conv2d_weight(frames, (c_out, c_in, kh, kw), grad_planar, stride=stride[1:], padding=padding[1:]))
+        return None, torch.stack(grads, dim=2), None, None
+
+
+class Stem(nn.Module):
+    """conv1 (T x 7 x 7, stride 1x2x2) -> BN -> ReLU -> max pool 1x3x3 stride 1x2x2."""
+
+    def __init__(self, dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0) -> None:
+        super().__init__()
+        self.conv = _conv(3, dim_out, (temporal_kernel, 7, 7), (1, 2, 2), (temporal_kernel // 2, 3, 3))
+        self.bn = norm(dim_out, False)
+        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, pool_padding, pool_padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(F.relu(self.bn(self._conv1(x)), inplace=True))
+
+    def _conv1(self, x: torch.Tensor) -> torch.Tensor:
+        training_on_cpu = x.device.type == "cpu" and torch.is_grad_enabled() and self.conv.weight.requires_grad
+        if training_on_cpu and not x.requires_grad:
+            return _Conv3dPlanarWeightGrad.apply(x, self.conv.weight, self.conv.stride, self.conv.padding)
+        return self.conv(x)
+
+
+class Shortcut(nn.Module):
+    """The projection shortcut (Caffe2 ``branch1``) of a stage's first block."""
+
+    def __init__(self, dim_in: int, dim_out: int, stride: int, norm: NormFactory) -> None:
+        super().__init__()
+        self.conv = _conv(dim_in, dim_out, (1, 1, 1), (1, stride, stride), (0, 0, 0))
+        self.bn = norm(dim_out, False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(apply_conv3d(self.conv, x))
+
+
+class Bottleneck(nn.Module):
+    """Residual bottleneck: a (Tx1x1) -> b (1x3x3, carries the spatial stride) -> c (1x1x1).
+
+    The stride sits on the 3x3 conv (the original's ``RESNETS.STRIDE_1X1 = False``); the
+    temporal kernel (1 or 3) sits on the first 1x1 conv, as in the original's I3D.
+    """
+
+    def __init__(
+        self,
+        dim_in: int,
+        dim_inner: int,
+        dim_out: int,
+        stride: int,
+        temporal_kernel: int,
+        norm: NormFactory,
+        zero_init_final_bn: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv_a = _conv(dim_in, dim_inner, (temporal_kernel, 1, 1), (1, 1, 1), (temporal_kernel // 2, 0, 0))
+        self.bn_a = norm(dim_inner, False)
+        self.conv_b = _conv(dim_inner, dim_inner, (1, 3, 3), (1, stride, stride), (0, 1, 1))
+        self.bn_b = norm(dim_inner, False)
+        self.conv_c = _conv(dim_inner, dim_out, (1, 1, 1), (1, 1, 1), (0, 0, 0))
+        self.bn_c = norm(dim_out, zero_init_final_bn)
+        needs_projection = dim_in != dim_out or stride != 1
+        self.shortcut = Shortcut(dim_in, dim_out, stride, norm) if needs_projection else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn_a(apply_conv3d(self.conv_a, x)), inplace=True)
+        y = F.relu(self.bn_b(self.conv_b(y)), inplace=True)
+        y = self.bn_c(apply_conv3d(self.conv_c, y))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(y + identity, inplace=True)
+
+
+def make_stem(dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0) -> Stem:
+    return Stem(dim_out, temporal_kernel, norm, pool_padding)
+
+
+def make_bottleneck(
+    dim_in: int, dim_inner: int, dim_out: int, stride: int, temporal_kernel: int, norm: NormFactory, zero_init_final_bn: bool = True
+) -> Bottleneck:
+    return Bottleneck(dim_in, dim_inner, dim_out, stride, temporal_kernel, norm, zero_init_final_bn)
+
+
+def make_stage(
+    dim_in: int,
+    dim_inner: int,
+    dim_out: int,
+    stride: int,
+    temporal_kernels: Sequence[int],
+    nonlocal_after: Sequence[int],
+    norm: NormFactory,
+    zero_init_final_bn: bool = True,
+) -> nn.Sequential:
+    """Blocks named ``"0"``, ``"1"``, ...; a non-local block after block i is named ``"nl<i>"``.
+
+    Only the first block strides and projects (as the original's ``res_stage_nonlocal``).
+    """
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for index, temporal_kernel in enumerate(temporal_kernels):
+        block_stride = stride if index == 0 else 1
+        layers[str(index)] = make_bottleneck(
+            dim_in if index == 0 else dim_out, dim_inner, dim_out, block_stride, temporal_kernel, norm, zero_init_final_bn
+        )
+        if index in nonlocal_after:
+            layers[f"nl{index}"] = NonLocalBlock(dim_out, norm)
+    return nn.Sequential(layers)
+
+
+class Head(nn.Module):
+    """Global average pool over (t, h, w) -> dropout -> fc."""
+
+    def __init__(self, dim_in: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim_in, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features.mean(dim=(2, 3, 4))))
+
+    def forward_map(self, features: torch.Tensor) -> torch.Tensor:
+        """The fc as a 1x1x1 convolution: per-position logits [N, C, t, h, w] (no dropout)."""
+        weight = self.fc.weight.view(*self.fc.weight.shape, 1, 1, 1)
+        return F.conv3d(features, weight, self.fc.bias)
+
+
+def make_head(dim_in: int, num_classes: int, dropout: float) -> Head:
+    return Head(dim_in, num_classes, dropout)
+
+
+class ResNet3D(nn.Module):
+    """stem -> res2 -> pool2 (temporal 2x1x1) -> res3 -> res4 -> res5 -> head."""
+
+    def __init__(self, stem: Stem, stages: "OrderedDict[str, nn.Sequential]", head: Head, config: Any = None) -> None:
+        super().__init__()
+        if list(stages) != ["res2", "res3", "res4", "res5"]:
+            raise ValueError(f"expected stages res2..res5, got {list(stages)}")
+        self.stem = stem
+        self.res2 = stages["res2"]
+        self.pool2 = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1))
+        self.res3 = stages["res3"]
+        self.res4 = stages["res4"]
+        self.res5 = stages["res5"]
+        self.head = head
+        self.config = config
+        self.classes: list[str] | None = None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final (res5) feature map [N, C, t, h, w]."""
+        x = self.res2(self.stem(x))
+        x = self.res3(self.pool2(x))
+        return self.res5(self.res4(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Fully-convolutional logits [N, C, t, h, w] for inputs of any spatial size."""
+        return self.head.forward_map(self.features(x))

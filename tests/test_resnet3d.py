@@ -1,0 +1,121 @@
+"""ResNet 3-D pieces: stem sizes, bottleneck strides, zero-initialised residual branches, head."""
+
+import pytest
+import torch
+from torch import nn
+
+from nlflow.models.resnet3d import Affine3d, Bottleneck, make_head, make_stage, make_stem, norm_factory
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
+    # processes share the 2 cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+BN = norm_factory(False)
+
+
+def test_stem_pool1_without_padding_gives_55_from_112_and_56_with_padding():
+    x = torch.randn(1, 3, 4, 224, 224)
+    faithful = make_stem(8, 5, BN, pool_padding=0).eval()
+    padded = make_stem(8, 5, BN, pool_padding=1).eval()
+    assert faithful.conv(x).shape[-3:] == (4, 112, 112)
+    assert faithful(x).shape == (1, 8, 4, 55, 55)
+    assert padded(x).shape == (1, 8, 4, 56, 56)
+    assert faithful.conv.weight.shape == (8, 3, 5, 7, 7)
+    assert make_stem(8, 1, BN).conv.weight.shape == (8, 3, 1, 7, 7)
+
+
+def test_bottleneck_kernels_and_stride_on_the_3x3():
+    block = Bottleneck(16, 8, 32, stride=2, temporal_kernel=3, norm=BN)
+    assert block.conv_a.kernel_size == (3, 1, 1) and block.conv_a.stride == (1, 1, 1)
+    assert block.conv_b.kernel_size == (1, 3, 3) and block.conv_b.stride == (1, 2, 2)
+    assert block.shortcut is not None and block.shortcut.conv.stride == (1, 2, 2)
+    y = block(torch.randn(2, 16, 4, 9, 9))
+    assert y.shape == (2, 32, 4, 5, 5)  # time kept, space halved (ceil via padding 1)
+
+
+def test_zero_initialised_final_bn_makes_blocks_identity_plus_shortcut():
+    torch.manual_seed(0)
+    identity_block = Bottleneck(32, 8, 32, stride=1, temporal_kernel=3, norm=BN).train()
+    x = torch.relu(torch.randn(2, 32, 4, 6, 6))  # a block input is a ReLU output
+    assert identity_block.shortcut is None
+    assert torch.equal(identity_block(x), x)
+
+    projection = Bottleneck(16, 8, 32, stride=2, temporal_kernel=1, norm=BN).eval()
+    x = torch.randn(2, 16, 4, 6, 6)
+    assert torch.equal(projection(x), torch.relu(projection.shortcut(x)))
+
+    plain = Bottleneck(32, 8, 32, stride=1, temporal_kernel=1, norm=BN, zero_init_final_bn=False).train()
+    x = torch.relu(torch.randn(2, 32, 4, 6, 6))
+    assert not torch.allclose(plain(x), x)
+
+
+def test_stage_names_blocks_and_nonlocal_positions():
+    stage = make_stage(16, 8, 32, stride=2, temporal_kernels=[3, 1, 3, 1], nonlocal_after=[1, 3], norm=BN)
+    assert list(dict(stage.named_children())) == ["0", "1", "nl1", "2", "3", "nl3"]
+    blocks = dict(stage.named_children())
+    assert blocks["0"].shortcut is not None and all(blocks[i].shortcut is None for i in ("1", "2", "3"))
+    assert blocks["0"].conv_a.kernel_size[0] == 3 and blocks["1"].conv_a.kernel_size[0] == 1
+    assert stage(torch.randn(1, 16, 2, 8, 8)).shape == (1, 32, 2, 4, 4)
+
+
+def test_affine_norm_equals_batchnorm_in_eval_when_built_from_its_statistics():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm3d(6).eval()
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.data.normal_()
+    bn.bias.data.normal_()
+    affine = Affine3d(6)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    affine.weight.data.copy_(scale)
+    affine.bias.data.copy_(bn.bias - bn.running_mean * scale)
+    x = torch.randn(2, 6, 2, 3, 3)
+    torch.testing.assert_close(affine(x), bn(x))
+
+
+def test_head_map_is_the_fc_at_every_position():
+    torch.manual_seed(0)
+    head = make_head(32, 7, dropout=0.5).eval()
+    assert float(head.fc.bias.detach().abs().sum()) == 0.0
+    assert 0.005 < float(head.fc.weight.detach().std()) < 0.02
+    features = torch.randn(2, 32, 2, 3, 3)
+    logits_map = head.forward_map(features)
+    assert logits_map.shape == (2, 7, 2, 3, 3)
+    torch.testing.assert_close(logits_map.mean(dim=(2, 3, 4)), head(features), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits_map[:, :, 1, 2, 0], head.fc(features[:, :, 1, 2, 0]))
+
+
+def test_cpu_fast_paths_compute_exactly_what_conv3d_computes():
+    from nlflow.models.resnet3d import apply_conv3d
+
+    torch.manual_seed(0)
+    for conv in (nn.Conv3d(6, 4, (3, 1, 1), padding=(1, 0, 0), bias=False), nn.Conv3d(6, 4, 1, bias=True)):
+        x = torch.randn(2, 6, 4, 5, 3, requires_grad=True)
+        fast = apply_conv3d(conv, x)
+        fast.square().sum().backward()
+        fast_grads = (x.grad.clone(), conv.weight.grad.clone())
+        x.grad, conv.weight.grad = None, None
+        slow = conv(x)
+        slow.square().sum().backward()
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast_grads[0], x.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast_grads[1], conv.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_stem_weight_gradient_matches_conv3d():
+    torch.manual_seed(0)
+    stem = make_stem(4, 5, BN).train()
+    x = torch.randn(2, 3, 6, 20, 20)
+    stem(x).square().sum().backward()  # the CPU path with the planar weight gradient
+    fast = stem.conv.weight.grad.clone()
+    stem.conv.weight.grad = None
+    reference = torch.nn.functional.conv3d(x, stem.conv.weight, stride=(1, 2, 2), padding=(2, 3, 3))
+    stem.pool(torch.relu(stem.bn(reference))).square().sum().backward()
+    torch.testing.assert_close(fast, stem.conv.weight.grad, rtol=1e-4, atol=1e-4)
