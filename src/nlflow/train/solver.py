@@ -1,0 +1,179 @@
+"""Training settings and the SGD solver of the original: Nesterov momentum, no weight decay on BN
+and biases, step-wise relative learning rates with an optional linear warm-up."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from nlflow.errors import ConfigError
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+# Model-config keys that also shape the training data or the head.
+_MODEL_KEYS = ("video_length", "sample_rate", "dropout", "crop_size")
+
+
+@dataclass
+class TrainSettings:
+    """Everything ``train()`` needs besides the files. Iteration-based like the original."""
+
+    batch_size: int = 8  # global: split over all processes
+    max_iter: int = 1000
+    base_lr: float = 0.1
+    lr_steps: list[int] = field(default_factory=lambda: [0, 600, 900])
+    lr_relative: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01])
+    warmup_iters: int = 0
+    warmup_start_factor: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    dropout: float = 0.5
+    crop_size: int = 224
+    scale_range: tuple[int, int] = (256, 320)
+    video_length: int = 8
+    sample_rate: int = 8
+    num_workers: int = 2
+    seed: int = 0
+    checkpoint_period: int = 1000
+    keep_checkpoints: int = 2
+    log_period: int = 20
+    val_period: int = 0  # 0: validate only at the end
+    val_batches: int = 50  # cap per validation (batches of batch_size clips)
+    precise_bn_iters: int = 200  # 0 disables precise BN
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    # torch intra-op threads of each training process; 0 leaves torch's default. On a small CPU
+    # machine whose cores the loader workers share, 1 avoids OpenMP threads stalling each other.
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        self.lr_steps = [int(s) for s in self.lr_steps]
+        self.lr_relative = [float(r) for r in self.lr_relative]
+        self.scale_range = (int(self.scale_range[0]), int(self.scale_range[1]))
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"train settings: {message}")
+
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.max_iter >= 1, f"max_iter must be >= 1, got {self.max_iter}")
+        need(self.base_lr > 0, f"base_lr must be > 0, got {self.base_lr}")
+        need(len(self.lr_steps) >= 1 and len(self.lr_steps) == len(self.lr_relative),
+             f"lr_steps {self.lr_steps} and lr_relative {self.lr_relative} must be non-empty and of equal length")
+        need(self.lr_steps[0] == 0, f"lr_steps must start at 0, got {self.lr_steps}")
+        need(all(a < b for a, b in zip(self.lr_steps, self.lr_steps[1:])),
+             f"lr_steps must increase strictly, got {self.lr_steps}")
+        need(self.warmup_iters >= 0, "warmup_iters must be >= 0")
+        need(0 < self.warmup_start_factor <= 1, "warmup_start_factor must be in (0, 1]")
+        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.crop_size >= 1 and self.scale_range[0] >= self.crop_size
+             and self.scale_range[1] >= self.scale_range[0],
+             f"need crop_size <= scale_range[0] <= scale_range[1], got {self.crop_size} and {self.scale_range}")
+        need(self.video_length >= 1 and self.sample_rate >= 1, "video_length and sample_rate must be >= 1")
+        need(self.num_workers >= 0, "num_workers must be >= 0")
+        need(self.checkpoint_period >= 1, "checkpoint_period must be >= 1")
+        need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        need(self.log_period >= 1, "log_period must be >= 1")
+        need(self.val_period >= 0 and self.val_batches >= 0, "val_period and val_batches must be >= 0")
+        need(self.precise_bn_iters >= 0, "precise_bn_iters must be >= 0")
+        need(self.threads >= 0, "threads must be >= 0 (0: torch's default)")
+        need(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scale_range"] = list(self.scale_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"train settings: unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def from_config(cls, model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any]) -> "TrainSettings":
+        """Build from the ``model:`` and ``train:`` config sections.
+
+        From ``model:`` only the keys that shape the clips or the head are taken (video_length,
+        sample_rate, dropout, crop_size); a key given in ``train:`` wins.
+        """
+        merged = {k: model_cfg[k] for k in _MODEL_KEYS if k in model_cfg}
+        merged.update(train_cfg)
+        return cls.from_dict(merged)
+
+
+def relative_lr(iteration: int, settings: TrainSettings) -> float:
+    """Multiplier of ``base_lr`` at ``iteration`` (steps x linear warm-up)."""
+    index = bisect.bisect_right(settings.lr_steps, iteration) - 1
+    factor = settings.lr_relative[max(index, 0)]
+    if iteration < settings.warmup_iters:
+        # Linear ramp from start_factor to 1 over the warm-up, like the original's linear warm-up.
+        alpha = iteration / settings.warmup_iters
+        factor *= settings.warmup_start_factor * (1 - alpha) + alpha
+    return factor
+
+
+def lr_at(iteration: int, settings: TrainSettings) -> float:
+    """Learning rate used for the update of ``iteration`` (0-based)."""
+    return settings.base_lr * relative_lr(iteration, settings)
+
+
+def _norm_types() -> tuple[type, ...]:
+    from nlflow.models.resnet3d import Affine3d  # the frozen-BN stand-in: a norm layer too
+
+    return (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm,
+            Affine3d)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: conv/fc weights with weight decay; BN parameters and all biases without."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    norm_types = _norm_types()
+    for module in model.modules():
+        is_norm = isinstance(module, norm_types)
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if is_norm or name == "bias" or name.endswith("_bias"):
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        param_groups(model, settings.weight_decay),
+        lr=lr_at(0, settings),
+        momentum=settings.momentum,
+        nesterov=settings.nesterov and settings.momentum > 0,
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def epochs_for(iterations: int, batch_size: int, dataset_size: int) -> float:
+    """How many passes over a dataset of ``dataset_size`` clips ``iterations`` batches make."""
+    return iterations * batch_size / dataset_size if dataset_size else math.inf

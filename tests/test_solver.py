@@ -1,0 +1,134 @@
+"""Solver: learning-rate schedule, parameter groups, settings parsing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nlflow.errors import ConfigError
+from nlflow.train.distributed import IterationSampler, epoch_order, per_rank_batch
+from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, param_groups
+
+
+def settings(**kw) -> TrainSettings:
+    base = dict(base_lr=0.1, lr_steps=[0, 600, 900], lr_relative=[1, 0.1, 0.01], max_iter=1000)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def test_steps_without_warmup():
+    s = settings()
+    assert lr_at(0, s) == pytest.approx(0.1)
+    assert lr_at(599, s) == pytest.approx(0.1)
+    assert lr_at(600, s) == pytest.approx(0.01)
+    assert lr_at(899, s) == pytest.approx(0.01)
+    assert lr_at(900, s) == pytest.approx(0.001)
+    assert lr_at(5000, s) == pytest.approx(0.001)
+
+
+def test_linear_warmup_multiplies_the_steps():
+    s = settings(warmup_iters=100, warmup_start_factor=0.1)
+    assert lr_at(0, s) == pytest.approx(0.01)
+    assert lr_at(50, s) == pytest.approx(0.1 * (0.1 * 0.5 + 0.5))
+    assert lr_at(100, s) == pytest.approx(0.1)
+    lrs = [lr_at(i, s) for i in range(101)]
+    assert all(a < b for a, b in zip(lrs, lrs[1:]))
+    # Warm-up longer than the first step: the step still applies underneath.
+    s2 = settings(lr_steps=[0, 10], lr_relative=[1, 0.1], warmup_iters=20, warmup_start_factor=0.5)
+    assert lr_at(10, s2) == pytest.approx(0.1 * 0.1 * (0.5 * 0.5 + 0.5))
+
+
+def test_bad_schedules_are_config_errors():
+    with pytest.raises(ConfigError, match="lr_steps"):
+        settings(lr_steps=[0, 600], lr_relative=[1, 0.1, 0.01])
+    with pytest.raises(ConfigError, match="start at 0"):
+        settings(lr_steps=[10, 600, 900])
+    with pytest.raises(ConfigError, match="increase"):
+        settings(lr_steps=[0, 900, 600])
+    with pytest.raises(ConfigError, match="amp"):
+        settings(amp="fp8")
+    with pytest.raises(ConfigError, match="crop_size"):
+        settings(crop_size=300, scale_range=(256, 320))
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, bias=False)
+        self.bn = nn.BatchNorm3d(4)
+        self.fc = nn.Linear(4, 2)
+        self.frozen = nn.Linear(2, 2)
+        self.frozen.requires_grad_(False)
+
+
+def test_param_groups_exclude_bn_and_bias_from_weight_decay():
+    model = Tiny()
+    decay, no_decay = param_groups(model, 1e-4)
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == {id(model.conv.weight), id(model.fc.weight)}
+    assert ids(no_decay["params"]) == {id(model.bn.weight), id(model.bn.bias), id(model.fc.bias)}
+
+
+def test_optimizer_is_nesterov_sgd():
+    opt = build_optimizer(Tiny(), settings(warmup_iters=10, warmup_start_factor=0.2))
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["nesterov"] is True and opt.defaults["momentum"] == 0.9
+    assert all(g["lr"] == pytest.approx(0.02) for g in opt.param_groups)
+
+
+def test_from_config_merges_model_and_train_sections():
+    s = TrainSettings.from_config(
+        {"arch": "i3d", "video_length": 4, "sample_rate": 2, "dropout": 0.3},
+        {"batch_size": 4, "scale_range": [40, 48], "crop_size": 32, "amp": "bf16"},
+    )
+    assert (s.video_length, s.sample_rate, s.dropout, s.batch_size) == (4, 2, 0.3, 4)
+    assert s.scale_range == (40, 48)
+    assert TrainSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(ConfigError, match="unknown keys"):
+        TrainSettings.from_config({}, {"batchsize": 4})
+
+
+def test_epochs_for_uses_dataset_size():
+    assert epochs_for(1000, 8, 200) == pytest.approx(40.0)
+    assert math.isinf(epochs_for(10, 8, 0))
+
+
+def sample(n, batch, start, stop, seed, rank=0, world_size=1):
+    sampler = IterationSampler(n, batch, seed, rank, world_size)
+    sampler.set_range(start, stop)
+    assert len(list(sampler)) == len(sampler)
+    return list(sampler)
+
+
+def test_sampler_splits_global_batches_and_resumes_exactly():
+    n, batch = 13, 4  # 3 whole batches per epoch, one clip dropped
+    full = sample(n, batch, 0, 9, seed=3)
+    assert len(full) == 9 * 4
+    assert IterationSampler(n, batch, 3).epoch_of(2) == 0 and IterationSampler(n, batch, 3).epoch_of(3) == 1
+    assert len(set(full[:12])) == 12  # no repeats inside an epoch
+    assert full[:12] == epoch_order(n, 3, 0)[:12].tolist()
+    assert full[12:24] == epoch_order(n, 3, 1)[:12].tolist()
+    # Resuming at iteration 5 continues the same stream.
+    assert sample(n, batch, 5, 9, seed=3) == full[5 * 4:]
+    # Two ranks together see exactly the single-process global batches.
+    r0 = sample(n, batch, 0, 9, seed=3, rank=0, world_size=2)
+    r1 = sample(n, batch, 0, 9, seed=3, rank=1, world_size=2)
+    merged = [x for k in range(9) for x in r0[2 * k:2 * k + 2] + r1[2 * k:2 * k + 2]]
+    assert merged == full
+    # A different seed shuffles differently.
+    assert sample(n, batch, 0, 3, seed=4) != full[:12]
+
+
+def test_tiny_dataset_smaller_than_a_batch_still_fills_batches():
+    items = sample(3, 8, 0, 2, seed=0)
+    assert len(items) == 16 and set(items) == {0, 1, 2}
+
+
+def test_batch_must_split_over_processes():
+    assert per_rank_batch(8, 2) == 4
+    with pytest.raises(ConfigError, match="cannot be split"):
+        per_rank_batch(6, 4)

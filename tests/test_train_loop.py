@@ -1,0 +1,167 @@
+"""The training loop on a tiny real pipeline: synthetic videos -> LMDB -> I3D-NL width 4 -> checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nlflow.datasets.demo import DEMO_CLASSES, make_class_video
+from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
+from nlflow.store.lmdb_store import write_store
+from nlflow.train import TrainSettings, train
+from nlflow.train.checkpoints import list_checkpoints, load_latest
+from nlflow.train.loop import TrainingError, weights_digest
+
+CLASSES = list(DEMO_CLASSES)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train_data")
+    videos = root / "videos"
+    entries, frames = [], {}
+    for label, name in enumerate(CLASSES):
+        for k in range(2):
+            rel = f"{name}/v_{name}_g01_c{k + 1:02d}.avi"
+            (videos / name).mkdir(parents=True, exist_ok=True)
+            frames[rel] = make_class_video(videos / rel, name, np.random.default_rng([label, k]),
+                                           num_frames=20, size=(128, 96))
+            entries.append((rel, label))
+    write_store(root / "train.lmdb", entries, videos, "train", CLASSES, {}, frames)
+    write_store(root / "val.lmdb", entries[::2], videos, "val", CLASSES, {}, frames)
+    (root / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4, sample_rate=2))
+    save_model_checkpoint(root / "init.pt", model, CLASSES)
+    return {"train": root / "train.lmdb", "val": root / "val.lmdb", "init": root / "init.pt",
+            "classes": root / "classes.txt"}
+
+
+def tiny_settings(**kw) -> TrainSettings:
+    base = dict(batch_size=4, max_iter=6, base_lr=0.05, lr_steps=[0, 4], lr_relative=[1, 0.1], warmup_iters=2,
+                crop_size=32, scale_range=(32, 40), video_length=4, sample_rate=2, num_workers=0, seed=1,
+                checkpoint_period=2, keep_checkpoints=2, log_period=2, val_period=3, val_batches=2,
+                precise_bn_iters=2, deterministic=True, threads=1)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_writes_model_metrics_and_checkpoints(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    final = train(tiny_settings(), tiny_data["train"], tiny_data["val"], tiny_data["init"], out, tiny_data["classes"])
+    assert final == out / "model_final.pt"
+    model = load_checkpoint(final)
+    assert model.classes == CLASSES
+    payload = read_checkpoint(final)
+    assert payload["extra"]["iterations"] == 6 and payload["extra"]["settings"]["batch_size"] == 4
+    init = read_checkpoint(tiny_data["init"])["state_dict"]
+    changed = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and not torch.equal(v, init[k])]
+    assert changed, "training changed no weight"
+
+    metrics = read_metrics(out)
+    steps = [m for m in metrics if "loss" in m]
+    assert [m["iter"] for m in steps] == [2, 4, 6]
+    assert all(np.isfinite(m["loss"]) and 0 <= m["top1"] <= 1 and m["clips_per_s"] > 0
+               and 0 <= m["data_wait"] <= 1 for m in steps)
+    # lr of the window's last update: iteration 1 is still warming up, 5 is past the step
+    assert steps[0]["lr"] == pytest.approx(0.05 * 0.55) and steps[-1]["lr"] == pytest.approx(0.005)
+    assert steps[-1]["epoch"] == pytest.approx(6 * 4 / 10)  # from the real dataset size
+    vals = [m for m in metrics if "val_top1" in m]
+    assert [m["iter"] for m in vals] == [3, 6] and all(m["val_clips"] == 5 for m in vals)
+
+    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [4, 6]
+    state = load_latest(out / "checkpoints")
+    assert state["finished"] and state["iteration"] == 6
+    # The final model is the finished checkpoint (precise BN included).
+    for key, value in state["model"].items():
+        assert torch.equal(value, payload["state_dict"][key]), key
+
+    # A finished directory: a second call returns at once and rewrites nothing.
+    stamp = final.stat().st_mtime_ns
+    assert train(tiny_settings(), tiny_data["train"], tiny_data["val"], tiny_data["init"], out,
+                 CLASSES) == final
+    assert final.stat().st_mtime_ns == stamp
+
+
+def test_precise_bn_recomputes_running_statistics(tiny_data, tmp_path):
+    common = dict(max_iter=2, val_period=0, val_batches=0)
+    plain = train(tiny_settings(precise_bn_iters=0, **common), tiny_data["train"], None, tiny_data["init"],
+                  tmp_path / "a", CLASSES)
+    precise = train(tiny_settings(precise_bn_iters=3, **common), tiny_data["train"], None, tiny_data["init"],
+                    tmp_path / "b", CLASSES)
+    a, b = read_checkpoint(plain)["state_dict"], read_checkpoint(precise)["state_dict"]
+    bn_keys = [k for k in a if k.endswith("running_mean")]
+    assert bn_keys
+    # Same learned weights, different BN statistics; the cumulative average counted 3 batches.
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith(("running_mean", "running_var",
+                                                                      "num_batches_tracked")))
+    assert any(not torch.equal(a[k], b[k]) for k in bn_keys)
+    assert all(int(b[k.replace("running_mean", "num_batches_tracked")]) == 3 for k in bn_keys)
+
+
+def test_wrong_number_of_classes_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(TrainingError, match="5-class head"):
+        train(tiny_settings(), tiny_data["train"], None, tiny_data["init"], tmp_path / "x", CLASSES + ["Extra"])
+
+
+def _train_cli(data: dict, out: Path, settings: TrainSettings) -> subprocess.Popen:
+    settings_path = out.parent / f"{out.name}.settings.json"
+    settings_path.write_text(json.dumps(settings.to_dict()))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "nlflow.train", "--settings", str(settings_path), "--train-lmdb", str(data["train"]),
+         "--val-lmdb", str(data["val"]), "--init", str(data["init"]), "--out-dir", str(out),
+         "--classes", str(data["classes"])],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
+    """SIGKILL after the first checkpoint, restart: bit-identical to an uninterrupted run (2 workers)."""
+    settings = tiny_settings(max_iter=16, checkpoint_period=4, keep_checkpoints=3, log_period=4, val_period=8,
+                             num_workers=2)
+    # The reference runs in this process: same code, same thread count (settings.threads).
+    reference = load_checkpoint(train(settings, tiny_data["train"], tiny_data["val"], tiny_data["init"],
+                                      tmp_path / "whole", tiny_data["classes"]))
+
+    out = tmp_path / "killed"
+    proc = _train_cli(tiny_data, out, settings)
+    deadline = time.monotonic() + 240
+    while not list_checkpoints(out / "checkpoints") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model_final.pt").exists()
+    killed_at = list_checkpoints(out / "checkpoints")[-1][0]
+    assert killed_at < 16
+
+    again = _train_cli(tiny_data, out, settings)
+    log_text = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, log_text
+    assert f"resuming from" in log_text and f"at iteration {killed_at}" in log_text
+    resumed = load_checkpoint(out / "model_final.pt")
+    assert weights_digest(resumed) == weights_digest(reference)
+    # The metrics log has each iteration once, as if never interrupted.
+    iters = [m["iter"] for m in read_metrics(out) if "loss" in m]
+    assert iters == [4, 8, 12, 16]
