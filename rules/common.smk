@@ -74,7 +74,3 @@ def view_params():
         "crop_size": test["crop_size"],
     }
 
-
-def val_view_params():
-    """Validation during training: the centre clip, centre crop at the test scale."""
-    return dict(view_params(), num_clips=1, num_crops=1)

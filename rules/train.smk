@@ -11,8 +11,8 @@ rule train:
         model=R("train/model_final.pt"),
         metrics=R("train/metrics.jsonl"),
     params:
-        train=config["train"],
-        val_views=val_view_params(),
+        train={key: value for key, value in config["train"].items() if key != "gpus"},
+        clip={key: config["model"][key] for key in ("video_length", "sample_rate")},
         checkpoint_dir=R("train/checkpoints"),
     log:
         R("logs/train.log"),

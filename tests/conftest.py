@@ -9,10 +9,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Test models are tiny: one thread is faster than two (and leaves the other core to DataLoader
-# workers and subprocesses).
-torch.set_num_threads(1)
-
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Test networks are tiny: a second OpenMP thread only adds barrier waits, which explode when
+    other processes (DataLoader workers, subprocesses) share the 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -25,18 +25,6 @@ def demo_config(**overrides: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def small_demo_config() -> dict[str, Any]:
-    """The demo shrunk to seconds of work per stage: fewer videos, a few iterations, fewer views."""
-    return demo_config(
-        demo={"clips_per_group": 1, "num_frames": 72},
-        train={
-            "max_iter": 12, "lr_steps": [0], "lr_relative": [1.0], "warmup_iters": 0, "checkpoint_period": 6,
-            "log_period": 4, "val_period": 6, "val_batches": 2, "precise_bn_iters": 2, "num_workers": 1,
-        },
-        test={"num_clips": 2, "num_crops": 3, "batch_size": 12, "num_workers": 0},
-    )
-
-
 def write_config(workdir: Path, config: dict[str, Any]) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

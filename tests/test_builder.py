@@ -14,16 +14,6 @@ from nlflow.models.builder import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
-    # processes share the 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_config_round_trip_and_validation():
     cfg = ModelConfig(arch="c2d", depth=101, use_nonlocal=False, num_classes=101, width=8)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg

@@ -12,14 +12,6 @@ from nlflow.weights.convert import ConvertError, convert_caffe2_to_checkpoint, i
 from nlflow.weights.name_map import BN_STAT_ROLES, state_dict_to_blobs, tensor_names
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _trained_model(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
     """A network whose every tensor (zero-initialised gammas, BN statistics) is non-trivial."""
     torch.manual_seed(seed)

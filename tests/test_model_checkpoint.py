@@ -8,16 +8,6 @@ from nlflow.errors import NlflowError
 from nlflow.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
-    # processes share the 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _trained_looking_model(cfg: ModelConfig) -> nn.Module:
     torch.manual_seed(1)
     model = build_model(cfg)

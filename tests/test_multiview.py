@@ -61,16 +61,6 @@ def tiny_test_store(tmp_path: Path, corrupt: bool = False) -> tuple[Path, Path, 
     return store, root, entries
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The tiny network gains nothing from threads, and on a busy 2-core machine OpenMP barriers
-    # turn milliseconds into seconds.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mv")

@@ -8,16 +8,6 @@ from nlflow.models.builder import ModelConfig, build_model
 from nlflow.weights.name_map import WeightMismatchError, blobs_to_state_dict, state_dict_to_blobs, tensor_names
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
-    # processes share the 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _official_blob_names_r50(nonlocal_blocks: dict[int, tuple[int, ...]]) -> set[str]:
     """The released R50 checkpoints' parameter/statistics blobs, written out independently."""
     bn = ("_s", "_b", "_rm", "_riv")

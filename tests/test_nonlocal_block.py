@@ -7,16 +7,6 @@ from nlflow.models.nonlocal_block import NonLocalBlock, reference_attend
 from nlflow.models.resnet3d import Affine3d, norm_factory
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
-    # processes share the 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _block(channels: int = 16, frozen: bool = False) -> NonLocalBlock:
     torch.manual_seed(0)
     return NonLocalBlock(channels, norm_factory(frozen))

@@ -15,14 +15,6 @@ from nlflow.predict import PredictError, format_predictions, predict_videos, sco
 from test_multiview import CLASSES, SPEC, VIDEO_SIZE, tiny_checkpoint, tiny_test_store
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny network; threads only add OpenMP overhead on a busy machine
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")

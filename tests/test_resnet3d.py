@@ -7,16 +7,6 @@ from torch import nn
 from nlflow.models.resnet3d import Affine3d, Bottleneck, make_head, make_stage, make_stem, norm_factory
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny networks: a second OpenMP thread only adds barrier waits, which explode when other
-    # processes share the 2 cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 BN = norm_factory(False)
 
 

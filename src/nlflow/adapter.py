@@ -8,6 +8,7 @@ mistake or bad data ends the job with one clear line in the rule's log, not a tr
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -18,13 +19,9 @@ from nlflow.logs import setup_logging
 def run_stage(snakemake: Any, stage: Callable[..., Any], **kwargs: Any) -> Any:
     log_file = snakemake.log[0] if len(snakemake.log) else None
     log = setup_logging(log_file)
-    threads = int(getattr(snakemake, "threads", 1) or 1)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    # Read by torch when a stage first imports it; stages that never need torch do not pay for
+    # importing it here.
+    os.environ["OMP_NUM_THREADS"] = str(int(getattr(snakemake, "threads", 1) or 1))
     try:
         return stage(**kwargs)
     except NlflowError as error:

@@ -29,7 +29,10 @@ def make_demo_dataset(
     summary = generate_demo(
         out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
     )
-    log.info("demo dataset written to %s: %s", out_dir, summary)
+    log.info(
+        "demo dataset: %d videos of %d classes in %s (corrupt on purpose: %s; too short on purpose: %s)",
+        summary.num_videos, len(summary.classes), out_dir, summary.corrupt_videos, summary.short_videos,
+    )
 
 
 def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None:
@@ -45,14 +48,17 @@ def download(urls: Sequence[str], dest: str, sha256: str | None, lock_file: str 
     from nlflow.datasets.download import fetch
 
     result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file)
-    log.info("%s", result)
+    how = "already present" if result.already_present else f"from {result.source}"
+    log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
 
 
 def extract(archive: str, target_dir: str) -> None:
     from nlflow.datasets.extract import extract_archive
 
     result = extract_archive(archive, target_dir)
-    log.info("%s", result)
+    log.info(
+        "%s (%s): %d files, %d bytes -> %s", Path(archive).name, result.format, result.files, result.bytes, target_dir
+    )
 
 
 def video_root(extracted_dir: str | os.PathLike) -> Path:
@@ -179,11 +185,10 @@ def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head
         log.warning("no pretrained weights configured: training starts from a fresh initialisation")
         save_model_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
         return
-    report = convert_caffe2_to_checkpoint(
+    convert_caffe2_to_checkpoint(
         pkl, out, model_cfg=config, num_classes=config.num_classes,
         drop_head=drop_head, keep_bn_stats=keep_bn_stats,
     )
-    log.info("%s", report)
 
 
 def settings_digest(settings: Mapping[str, Any], *files: str) -> str:
@@ -201,16 +206,13 @@ def train(
     metrics_out: str,
     checkpoint_dir: str,
     train_config: Mapping[str, Any],
-    val_views: Mapping[str, Any],
-    threads: int,
+    clip: Mapping[str, Any],
 ) -> None:
     from nlflow.datasets.ucf101 import read_classes
     from nlflow.train.loop import TrainSettings, train as run_training
 
-    settings = TrainSettings.from_config(dict(train_config), dict(val_views))
-    run_dir = Path(checkpoint_dir) / settings_digest(
-        {"train": dict(train_config), "val": dict(val_views)}, train_lmdb, val_lmdb, init
-    )
+    settings = TrainSettings.from_config(dict(clip), dict(train_config))
+    run_dir = Path(checkpoint_dir) / settings_digest(settings.to_dict(), train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
     final = run_training(settings, train_lmdb, val_lmdb, init, run_dir, read_classes(classes_file))
     _publish(final, model_out)

@@ -12,6 +12,5 @@ run_stage(
     metrics_out=snakemake.output.metrics,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     train_config=snakemake.params.train,
-    val_views=snakemake.params.val_views,
-    threads=snakemake.threads,
+    clip=snakemake.params.clip,
 )

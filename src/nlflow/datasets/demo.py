@@ -56,7 +56,9 @@ VIDEO_QSCALE = 4  # fixed mpeg4 quantiser: clean frames at ~170 kb/s for the dem
 CODE_BITS = 10
 CODE_BAND_FRACTION = 0.1
 
-# Motion parameters (see shared/notes/demo-facts.md for why these values learn).
+# Motion parameters in pixels of a 112-pixel-high frame, the size the network sees in the demo
+# (shared/notes/demo-facts.md says why these values learn); scaled to the rendered height.
+REFERENCE_HEIGHT = 112
 MOVE_SPEED_PX = (0.5, 0.85)
 MOVE_RADIUS_PX = (14.0, 22.0)
 GROW_START_RADIUS_PX = (9.0, 13.0)
@@ -204,24 +206,25 @@ def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, widt
     """Per-frame centre and radius. Backward classes reuse the forward ones reversed in time."""
     top = int(round(height * CODE_BAND_FRACTION)) + 2  # the object never covers the code band
     margin = 2.0
+    px = height / REFERENCE_HEIGHT
     t = np.arange(num_frames, dtype=np.float64)
     if class_name in ("MoveUp", "MoveDown"):
-        radius = rng.uniform(*MOVE_RADIUS_PX)
+        radius = px * rng.uniform(*MOVE_RADIUS_PX)
         lo, hi = top + radius + margin, height - radius - margin
-        speed = min(rng.uniform(*MOVE_SPEED_PX), (hi - lo) / max(num_frames - 1, 1))
+        speed = min(px * rng.uniform(*MOVE_SPEED_PX), (hi - lo) / max(num_frames - 1, 1))
         travel = speed * (num_frames - 1)
         start = rng.uniform(lo + travel, hi)
         cy = start - speed * t  # up: y decreases
         cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
         r = np.full(num_frames, radius)
     elif class_name in ("Grow", "Shrink"):
-        r0 = rng.uniform(*GROW_START_RADIUS_PX)
+        r0 = px * rng.uniform(*GROW_START_RADIUS_PX)
         r1 = r0 * rng.uniform(*GROW_FACTOR)
         r = r0 + (r1 - r0) * t / max(num_frames - 1, 1)
         cx = np.full(num_frames, rng.uniform(r1 + margin, width - r1 - margin))
         cy = np.full(num_frames, rng.uniform(top + r1 + margin, height - r1 - margin))
     elif class_name == "StandStill":
-        radius = rng.uniform(*STILL_RADIUS_PX)
+        radius = px * rng.uniform(*STILL_RADIUS_PX)
         cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
         cy = np.full(num_frames, rng.uniform(top + radius + margin, height - radius - margin))
         r = np.full(num_frames, radius)
