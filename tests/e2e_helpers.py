@@ -25,8 +25,8 @@ def demo_config(**overrides: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def write_config(workdir: Path, config: dict[str, Any]) -> Path:
-    path = workdir / "config.yaml"
+def write_config(workdir: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
+    path = workdir / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -37,3 +37,18 @@ def snakemake(workdir: Path, config_file: Path, *args: str, timeout: int = 900) 
         "--configfile", str(config_file), "--cores", "2", *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of the jobs a `snakemake --dry-run` would run (from its job-stats table)."""
+    jobs: set[str] = set()
+    in_table = False
+    for line in (result.stdout + result.stderr).splitlines():
+        fields = line.split()
+        if fields[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and fields and fields[0] == "total":
+            break
+        elif in_table and len(fields) == 2 and fields[1].isdigit():
+            jobs.add(fields[0])
+    return jobs

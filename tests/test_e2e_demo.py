@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import demo_config, snakemake, write_config
+from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -57,3 +57,30 @@ def test_second_run_has_nothing_to_do(finished_run):
     again = snakemake(workdir, config_file)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+# Each rule takes exactly the config values it uses as params, so a change re-runs what it affects.
+RERUN_CASES = {
+    "nothing": ({}, set()),
+    "learning rate": ({"train": {"base_lr": 0.05}}, {"train", "evaluate", "report", "all"}),
+    "test clips": ({"test": {"num_clips": 4}}, {"evaluate", "report", "all"}),
+    "short side": (
+        {"downscale": {"short_side": 128}},
+        {"downscale", "shuffle_rep", "lmdb_train", "lmdb_val", "lmdb_test", "train", "evaluate", "report", "all"},
+    ),
+    "split": (
+        {"dataset": {"split": 2}},
+        {"make_lists", "shuffle_rep", "lmdb_train", "lmdb_val", "lmdb_test", "train", "evaluate", "report", "all"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RERUN_CASES, ids=list(RERUN_CASES))
+def test_config_change_reruns_exactly_what_it_affects(finished_run, case):
+    workdir, _, _ = finished_run
+    overrides, expected = RERUN_CASES[case]
+    changed = demo_config(**{section: dict(values) for section, values in overrides.items()})
+    config_file = write_config(workdir, changed, name=f"changed-{case.replace(' ', '_')}.yaml")
+    plan = snakemake(workdir, config_file, "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert planned_jobs(plan) == expected
