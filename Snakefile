@@ -12,6 +12,8 @@ if not config:
 
 validate(config, "config/schema.yaml")
 
+report: "workflow/report/workflow.rst"
+
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/download.smk"

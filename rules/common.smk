@@ -74,3 +74,11 @@ def view_params():
         "crop_size": test["crop_size"],
     }
 
+
+
+def all_cores():
+    """The cores given with --cores; 1 for commands that run no job (e.g. --report)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1

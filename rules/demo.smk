@@ -10,7 +10,7 @@ rule make_demo_dataset:
         demo=config.get("demo", {}),
     log:
         R("logs/make_demo_dataset.log"),
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         mem_mb=2000,
         runtime=20,

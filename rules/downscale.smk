@@ -15,7 +15,7 @@ rule downscale:
         qscale=config["downscale"]["qscale"],
     log:
         R("logs/downscale.log"),
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         mem_mb=4000,
         runtime=600,

@@ -7,8 +7,10 @@ rule evaluate:
         model=R("train/model_final.pt"),
         test_lmdb=R(f"lmdb/split{SPLIT}/test.lmdb"),
     output:
-        metrics=R("evaluate/metrics.json"),
-        predictions=R("evaluate/predictions.csv"),
+        metrics=report(R("evaluate/metrics.json"), caption="../workflow/report/metrics.rst", category="Evaluation"),
+        predictions=report(
+            R("evaluate/predictions.csv"), caption="../workflow/report/predictions.rst", category="Evaluation"
+        ),
     params:
         views=view_params(),
         batch_size=config["test"]["batch_size"],
@@ -17,7 +19,7 @@ rule evaluate:
         cache_dir=R("evaluate/view_scores"),
     log:
         R("logs/evaluate.log"),
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         mem_mb=8000,
         runtime=600,
@@ -33,7 +35,14 @@ rule report:
         train_metrics=R("train/metrics.jsonl"),
         eval_metrics=R("evaluate/metrics.json"),
     output:
-        directory(R("report")),
+        curves=report(R("report/training_curves.png"), caption="../workflow/report/training.rst", category="Training"),
+        confusion=report(
+            R("report/confusion_matrix.png"), caption="../workflow/report/confusion.rst", category="Evaluation"
+        ),
+        per_class=report(
+            R("report/per_class_accuracy.png"), caption="../workflow/report/per_class.rst", category="Evaluation"
+        ),
+        summary=report(R("report/report.md"), caption="../workflow/report/summary.rst", category="Summary"),
     params:
         settings={k: config[k] for k in ("dataset", "model", "train", "test")},
     log:

@@ -16,7 +16,7 @@ rule train:
         checkpoint_dir=R("train/checkpoints"),
     log:
         R("logs/train.log"),
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         mem_mb=16000,
         runtime=2880,

@@ -84,3 +84,13 @@ def test_config_change_reruns_exactly_what_it_affects(finished_run, case):
     plan = snakemake(workdir, config_file, "--dry-run")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert planned_jobs(plan) == expected
+
+
+def test_snakemake_report_builds(finished_run):
+    workdir, config_file, _ = finished_run
+    html = workdir / "report.html"
+    result = snakemake(workdir, config_file, "--report", str(html))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = html.read_text(errors="replace")
+    for name in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "metrics.json"):
+        assert name in text

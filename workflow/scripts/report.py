@@ -1,3 +1,5 @@
+import os
+
 from nlflow import stages
 from nlflow.adapter import run_stage
 
@@ -6,6 +8,6 @@ run_stage(
     stages.report,
     train_metrics=snakemake.input.train_metrics,
     eval_metrics=snakemake.input.eval_metrics,
-    out_dir=snakemake.output[0],
+    out_dir=os.path.dirname(snakemake.output.summary),
     settings=snakemake.params.settings,
 )
