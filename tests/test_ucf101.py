@@ -244,3 +244,15 @@ def test_full_size_fake_split(tmp_path):
     train_groups = {(rel.split("/")[0], rel.split("_g")[-1][:2]) for rel, _ in train}
     test_groups = {(rel.split("/")[0], rel.split("_g")[-1][:2]) for rel, _ in test}
     assert not train_groups & test_groups
+
+
+def test_our_list_files_round_trip_and_bad_lines_name_file_and_line(tmp_path):
+    entries = [("A/v_A_g01_c01.avi", 0), ("B b/v_B_g02_c03.avi", 12)]
+    path = tmp_path / "list.txt"
+    path.write_text(ucf101.format_list(entries))
+    assert ucf101.read_list(path) == entries
+    path.write_text("A/v_A_g01_c01.avi 0\nB/v_B_g01_c01.avi one\n")
+    with pytest.raises(ucf101.ListFileError, match=r"list.txt:2"):
+        ucf101.read_list(path)
+    with pytest.raises(ucf101.ListFileError, match="not found"):
+        ucf101.read_list(tmp_path / "missing.txt")
