@@ -283,3 +283,13 @@ def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
     result = fetch([f"{base}/w.bin"], tmp_path / "w.bin", sha256=_sha(data), **FAST)
     assert result.resumed and (tmp_path / "w.bin").read_bytes() == data
     assert state.requests == [("/w.bin", "bytes=40000-")] and state.bytes_sent.get("/w.bin", 0) == 0
+
+
+def test_local_folder_source_takes_the_file_of_the_same_name(tmp_path):
+    folder = tmp_path / "offline"
+    folder.mkdir()
+    payload = os.urandom(5000)
+    (folder / "UCF101.rar").write_bytes(payload)
+    dest = tmp_path / "download" / "UCF101.rar"
+    result = fetch([str(folder)], dest, sha256=hashlib.sha256(payload).hexdigest())
+    assert dest.read_bytes() == payload and result.size == 5000

@@ -220,6 +220,9 @@ def _fetch_from_mirror(
 ) -> tuple[str, int, bool]:
     """Fill ``part`` completely from ``url``; return (sha256, size, resumed)."""
     local = local_source_path(url)
+    if local is not None and local.is_dir():
+        # An offline user's folder of archives: take the file of the same name from it.
+        local = local / name
     attempts = max(0, int(retries)) + 1
     last_error: Exception | None = None
     for attempt in range(attempts):
