@@ -20,6 +20,7 @@ from nlflow.datasets.extract import (
     MissingVolumeError,
     UnsafeArchiveError,
     _rar_volume_flags,
+    _read_vint,
     detect_format,
     extract_archive,
     plan_extraction,
@@ -219,35 +220,24 @@ def test_tar_symlink_escape_refused_and_inside_link_skipped(tmp_path):
     assert _tree(tmp_path / "out") == {"d/real.txt": b"hi"}
 
 
-def _vint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def _patch_rar5_name(raw: bytes, old: bytes, new: bytes) -> bytes:
     """Rename a member in RAR5 bytes and fix that header's CRC (rars refuses to write such names)."""
     assert len(old) == len(new)
     data = bytearray(raw)
     offset = 8
     while offset < len(data):
-        size, pos = _vint(data, offset + 4)
+        size, pos = _read_vint(data, offset + 4)
         header_end = pos + size
         where = data.find(old, pos, header_end)
         if where >= 0:
             data[where : where + len(old)] = new
             data[offset : offset + 4] = zlib.crc32(bytes(data[offset + 4 : header_end])).to_bytes(4, "little")
             return bytes(data)
-        _type, p = _vint(data, pos)
-        flags, p = _vint(data, p)
+        _type, p = _read_vint(data, pos)
+        flags, p = _read_vint(data, p)
         if flags & 1:
-            _extra, p = _vint(data, p)
-        data_size = _vint(data, p)[0] if flags & 2 else 0
+            _extra, p = _read_vint(data, p)
+        data_size = _read_vint(data, p)[0] if flags & 2 else 0
         offset = header_end + data_size
     raise AssertionError("name not found")
 
