@@ -287,12 +287,17 @@ class LmdbReader:
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
 
-    def __getitem__(self, index: int) -> Record:
+    def _checked_index(self, index: int) -> int:
+        """``index`` as a position in the store (negative counts from the end), or IndexError."""
         index = operator.index(index)
         if index < 0:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(f"record {index} out of range for a store of {self._count}")
+        return index
+
+    def __getitem__(self, index: int) -> Record:
+        index = self._checked_index(index)
         with _shared_environment(self.path).begin(buffers=False) as txn:
             value = txn.get(record_key(index))
         if value is None:
@@ -305,9 +310,7 @@ class LmdbReader:
 
     def header(self, index: int) -> dict[str, Any]:
         """The JSON header of record ``index`` (video, label, frames[, path]) without copying the payload."""
-        index = operator.index(index)
-        if not 0 <= index < self._count:
-            raise IndexError(f"record {index} out of range for a store of {self._count}")
+        index = self._checked_index(index)
         with _shared_environment(self.path).begin(buffers=True) as txn:
             value = txn.get(record_key(index))
             if value is None:
