@@ -4,7 +4,8 @@ Generates a few demo-like videos (synthetic demo classes, short side 128, 80-100
 with a keyframe every 12 frames, like the downscale output) and scores them with the demo network
 (I3D R50 + non-local, width 8, 8 x 8 frames, 10 clips x 3 crops of 128) three ways:
 
-* ``decode once``: ``load_test_views`` (one decode of the union of the clips' frames) — nlflow;
+* ``decode once``: ``load_test_view_frames`` (one decode of the union of the clips' frames, uint8
+  views that the scorer normalises on its device) — nlflow;
 * ``30 full decodes``: every view decodes the whole video and cuts its clip — the original's
   multi-view test, where each of the 30 entries of the test list was decoded on its own;
 * ``30 seek decodes``: every view seeks and decodes only its own clip (``decode_frames``).
@@ -31,7 +32,7 @@ from nlflow.evaluate.multiview import ViewScorer
 from nlflow.models import ModelConfig, build_model
 from nlflow.video import decode
 from nlflow.video.transforms import crop_offsets, normalize, resize_short_side
-from nlflow.video.views import ViewSpec, load_test_views, test_clip_indices
+from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views, test_clip_indices
 
 SIZE = (170, 128)  # width, height: short side 128 like the demo's downscaled videos
 SPEC = ViewSpec(video_length=8, sample_rate=8, num_clips=10, num_crops=3, scale=128, crop_size=128)
@@ -49,14 +50,14 @@ def make_videos(root: Path, count: int) -> list[bytes]:
 
 
 def _view(frames: np.ndarray, crop_number: int) -> torch.Tensor:
-    """One view from its clip's frames: the same resize/crop/normalise as load_test_views."""
+    """One float view from its clip's frames: the same resize/crop/normalisation as nlflow's views."""
     frames = resize_short_side(frames, SPEC.scale)
     top, left = crop_offsets(frames.shape[1], frames.shape[2], SPEC.crop_size, SPEC.num_crops)[crop_number]
     return normalize(frames[:, top : top + SPEC.crop_size, left : left + SPEC.crop_size])
 
 
 def views_decode_once(source: bytes) -> torch.Tensor:
-    return load_test_views(source, SPEC)
+    return load_test_view_frames(source, SPEC)
 
 
 def views_full_decode_each(source: bytes) -> torch.Tensor:
@@ -115,7 +116,7 @@ def main() -> None:
     scorer = ViewScorer(model, batch_size=30)
 
     # The baselines must do the same work: identical views.
-    reference = views_decode_once(videos[0])
+    reference = normalize_views(views_decode_once(videos[0]))
     for make in (views_full_decode_each, views_seek_decode_each):
         torch.testing.assert_close(make(videos[0]), reference)
     scorer.score(reference)  # warm-up

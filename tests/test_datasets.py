@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from nlflow.store.datasets import SampleLoadError, TestVideoDataset, TrainClipDataset, ValClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.video.transforms import MEAN, STD
-from nlflow.video.views import ViewSpec
+from nlflow.video.views import ViewSpec, normalize_views
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 80
 GREEN, BLUE = 180, 60
@@ -165,15 +165,15 @@ def test_test_views_shape_and_order(tmp_path, videos):
     spec = ViewSpec(video_length=4, sample_rate=4, num_clips=3, num_crops=3, scale=48, crop_size=40)
     dataset = TestVideoDataset(path, spec)
     views, label, index = dataset[3]
-    assert views.shape == (9, 3, 4, 40, 40) and views.dtype == torch.float32
+    assert views.shape == (9, 4, 40, 40, 3) and views.dtype == torch.uint8  # normalised on the device
     assert (label, index) == (entries[3][1], 3)
-    starts = _frame_of(_pixels(views)[:, 0, 0])  # first frame of each view
+    starts = _frame_of(_pixels(normalize_views(views))[:, 0, 0])  # first frame of each view
     # Clip-major order: three crops of clip 0 (start 0), then clip 1 (start 32), clip 2 (start 64).
     expected = torch.tensor([0.0] * 3 + [32.0] * 3 + [64.0] * 3)
     assert torch.allclose(starts, expected, atol=1.0)
 
     batch = next(iter(DataLoader(dataset, batch_size=2, num_workers=0)))
-    assert batch[0].shape == (2, 9, 3, 4, 40, 40) and batch[2].tolist() == [0, 1]
+    assert batch[0].shape == (2, 9, 4, 40, 40, 3) and batch[2].tolist() == [0, 1]
 
 
 def test_test_dataset_names_the_bad_video(tmp_path, videos):

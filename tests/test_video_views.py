@@ -13,7 +13,9 @@ from nlflow.video.transforms import MEAN, STD
 from nlflow.video.views import (
     VideoTooShortError,
     ViewSpec,
+    load_test_view_frames,
     load_test_views,
+    normalize_views,
     test_clip_indices,
     test_clip_starts,
     train_clip_indices,
@@ -96,6 +98,17 @@ def test_load_test_views_short_video(wide_video):
     views = load_test_views(wide_video, spec, allow_short=True)
     assert views.shape == (2, 3, 8, 256, 256)
     assert torch.equal(views[0], views[1])  # both clips start at 0 when nothing else fits
+
+
+def test_view_frames_are_the_uint8_pixels_of_the_normalised_views(wide_video):
+    spec = ViewSpec(video_length=4, sample_rate=5, num_clips=2, num_crops=3, scale=128, crop_size=112)
+    frames = load_test_view_frames(wide_video, spec)
+    assert frames.dtype == torch.uint8 and frames.shape == (6, 4, 112, 112, 3)
+    views = load_test_views(wide_video, spec)
+    assert views.shape == (6, 3, 4, 112, 112) and views.is_contiguous()
+    assert torch.equal(normalize_views(frames), views)
+    assert torch.equal(frames.permute(0, 4, 1, 2, 3).float(), torch.round(views * STD + MEAN))
+    assert normalize_views(views) is views  # already network input: untouched
 
 
 def test_load_test_views_recovers_from_overstated_frame_count(wide_video):

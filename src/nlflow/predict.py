@@ -1,6 +1,6 @@
 """Top-k classes for arbitrary video files with a trained checkpoint (the ``nlflow predict`` command).
 
-Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_views` with a
+Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_view_frames` with a
 :class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
 scale/crop from its ``extra``, see :func:`_test_size`), and scores from the same
 :class:`nlflow.evaluate.multiview.ViewScorer` that ``evaluate`` uses; views are combined by the
@@ -26,7 +26,7 @@ import torch
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import aggregate_scores, top_k
 from nlflow.evaluate.multiview import ViewScorer
-from nlflow.video.views import ViewSpec, load_test_views
+from nlflow.video.views import ViewSpec, load_test_view_frames
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def score_video(source: str | os.PathLike | bytes, scorer: ViewScorer, spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view (probs [V, C], logits [V, C]) of one video: load_test_views + the shared scorer."""
-    return scorer.score(load_test_views(source, spec))
+    """Per-view (probs [V, C], logits [V, C]) of one video: the test views + the shared scorer."""
+    return scorer.score(load_test_view_frames(source, spec))
 
 
 def predict_videos(

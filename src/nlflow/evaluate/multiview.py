@@ -34,7 +34,7 @@ from tqdm import tqdm
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
 from nlflow.fileio import atomic_path, write_json_atomic
-from nlflow.video.views import ViewSpec
+from nlflow.video.views import ViewSpec, normalize_views
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ViewScorer:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        batch = batch.to(self.device, non_blocking=True)
+        batch = normalize_views(batch.to(self.device, non_blocking=True))
         self.forward_calls += 1
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logit_map = self.model.forward_map(batch)
@@ -94,7 +94,10 @@ class ViewScorer:
         return probs.cpu().numpy(), logits.cpu().numpy()
 
     def score(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Views [V, 3, T, S, S] of one video -> (probs [V, C], logits [V, C])."""
+        """Views of one video -> (probs [V, C], logits [V, C]).
+
+        Views are uint8 frames [V, T, S, S, 3] (normalised on the device) or network input [V, 3, T, S, S].
+        """
         ((_, probs, logits),) = self.stream([(None, views)])
         return probs, logits
 
@@ -134,7 +137,7 @@ class ViewScorer:
 
         for key, views in items:
             if views.ndim != 5 or len(views) == 0:
-                raise EvaluationError(f"views must be [V, 3, T, S, S] with V >= 1, got {tuple(views.shape)}")
+                raise EvaluationError(f"views must be uint8 [V, T, S, S, 3] or float [V, 3, T, S, S] with V >= 1, got {tuple(views.shape)}")
             owners.append([key, len(views), []])
             pending.append(views)
             pending_count += len(views)

@@ -20,7 +20,7 @@ from nlflow.errors import NlflowError
 from nlflow.store.lmdb_store import LmdbReader, Record
 from nlflow.video.decode import FramesPastEndError, decode_frames
 from nlflow.video.transforms import train_augment
-from nlflow.video.views import ViewSpec, load_test_views, train_clip_indices
+from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views, train_clip_indices
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _load_views(reader: LmdbReader, index: int, spec: ViewSpec) -> tuple[torch.T
     try:
         # Too-short videos were excluded when the store was built; allow_short keeps a
         # borderline one (frame count overstated) from stopping a long evaluation.
-        views = load_test_views(record.source, spec, allow_short=True, num_frames=record.frames)
+        views = load_test_view_frames(record.source, spec, allow_short=True, num_frames=record.frames)
     except NlflowError as err:
         raise SampleLoadError(f"{reader.kind} video {record.video} (record {index} of {reader.path}): {err}") from err
     return views, record.label
@@ -155,7 +155,8 @@ class ValClipDataset(Dataset):
     """One clip per video ``(clip float32 [3, T, S, S], label)`` for clip accuracy during training.
 
     The centre clip in time, short side ``spec.scale``, centre crop ``spec.crop_size``: the same
-    code path as the test views (``load_test_views`` with one clip and one crop).
+    code path as the test views (``load_test_view_frames`` with one clip and one crop), normalised
+    here because training's validation feeds the network directly.
     """
 
     def __init__(self, lmdb_path: str | os.PathLike, spec: ViewSpec):
@@ -167,11 +168,15 @@ class ValClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         views, label = _load_views(self.reader, int(index), self.spec)
-        return views[0], label
+        return normalize_views(views[0]), label
 
 
 class TestVideoDataset(Dataset):
-    """All test views of a video ``(views float32 [V, 3, T, S, S], label, index)``, V = ``spec.num_views``."""
+    """All test views of a video ``(views uint8 [V, T, S, S, 3], label, index)``, V = ``spec.num_views``.
+
+    uint8 frames, not float network input: the views go to the device at a quarter of the size and
+    :class:`~nlflow.evaluate.multiview.ViewScorer` normalises them there (``normalize_views``).
+    """
 
     __test__ = False  # not a pytest test class, despite the name
 

@@ -1,7 +1,8 @@
 """Which frames make a clip (training and test sampling of the original) and the 30-view test input.
 
-``load_test_views`` is the single path from a video to the network's test input: evaluate,
-predict and the test LMDB dataset all call it, so they cannot disagree on preprocessing.
+``load_test_view_frames`` (+ ``normalize_views``) is the single path from a video to the network's
+test input: evaluate, predict and the LMDB datasets all call it, so they cannot disagree on
+preprocessing.
 """
 
 from __future__ import annotations
@@ -110,17 +111,19 @@ def _decode_clips(source, spec: ViewSpec, num_frames: int, allow_short: bool):
     return clips, union, decode.decode_frames(source, union)
 
 
-def load_test_views(
+def load_test_view_frames(
     source: str | os.PathLike[str] | bytes,
     spec: ViewSpec,
     allow_short: bool = False,
     *,
     num_frames: int | None = None,
 ) -> torch.Tensor:
-    """Normalised views ``[V, 3, T, crop, crop]``, view v = clip ``v // num_crops``, crop ``v % num_crops``.
+    """Test views as uint8 frames ``[V, T, crop, crop, 3]``: view v = clip ``v // num_crops``, crop ``v % num_crops``.
 
     The video is decoded once (the union of all clips' frames). ``num_frames`` skips the probe
-    when the caller already knows the count (e.g. from the LMDB record header).
+    when the caller already knows the count (e.g. from the LMDB record header). The views stay
+    uint8 and in the decoder's pixel layout, so a DataLoader worker only cuts crops and hands a
+    quarter of the float bytes to the device, where :func:`normalize_views` makes network input.
     """
     if num_frames is None:
         num_frames = decode.probe(source).frames
@@ -137,13 +140,35 @@ def load_test_views(
     offsets = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)
     source_frames = torch.from_numpy(np.ascontiguousarray(frames))
     crop = spec.crop_size
-    views = torch.empty((spec.num_views, 3, spec.video_length, crop, crop), dtype=torch.float32)
+    views = torch.empty((spec.num_views, spec.video_length, crop, crop, 3), dtype=torch.uint8)
     for clip_number, clip in enumerate(clips):
         clip_frames = source_frames[[row_of[index] for index in clip]]
         for crop_number, (top, left) in enumerate(offsets):
-            patch = clip_frames[:, top : top + crop, left : left + crop]
-            views[clip_number * spec.num_crops + crop_number].copy_(patch.permute(3, 0, 1, 2))
-    return views.sub_(MEAN).div_(STD)
+            views[clip_number * spec.num_crops + crop_number].copy_(clip_frames[:, top : top + crop, left : left + crop])
+    return views
+
+
+def normalize_views(views: torch.Tensor) -> torch.Tensor:
+    """uint8 frames ``[..., T, H, W, 3]`` -> float32 ``[..., 3, T, H, W]`` as ``(x - 114.75) / 57.375``.
+
+    Float input is taken to be network input already and returned as is. Runs wherever ``views``
+    lives: evaluation calls it on the device after the transfer.
+    """
+    if views.is_floating_point():
+        return views
+    channels_first = views.movedim(-1, -4)
+    return channels_first.to(torch.float32, memory_format=torch.contiguous_format).sub_(MEAN).div_(STD)
+
+
+def load_test_views(
+    source: str | os.PathLike[str] | bytes,
+    spec: ViewSpec,
+    allow_short: bool = False,
+    *,
+    num_frames: int | None = None,
+) -> torch.Tensor:
+    """Normalised float32 views ``[V, 3, T, crop, crop]``: :func:`load_test_view_frames` + :func:`normalize_views`."""
+    return normalize_views(load_test_view_frames(source, spec, allow_short, num_frames=num_frames))
 
 
 # These are library functions whose names start with "test": keep pytest from collecting them
