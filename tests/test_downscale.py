@@ -138,3 +138,32 @@ def test_downscale_all_parallel_incremental(tmp_path):
     changed = downscale_all(root, rel_paths, out, manifest, n_jobs=2, **{**kwargs, "short_side": 96})
     assert {r.height for r in changed[:4]} == {96}
     assert (out / rel_paths[0]).stat().st_mtime_ns != mtimes[rel_paths[0]]
+
+
+def test_downscale_stage_resumes_work_of_a_failed_run(tmp_path, caplog):
+    from nlflow import stages
+
+    extracted = tmp_path / "extracted"
+    rel_paths = [f"C{i % 2}/v{i}.avi" for i in range(3)]
+    for i, rel in enumerate(rel_paths):
+        (extracted / rel).parent.mkdir(parents=True, exist_ok=True)
+        _source(extracted / rel, frames=14 + i)
+    out = tmp_path / "downscaled" / "videos"
+    kwargs = dict(short_side=64, upsample=True, keyframe_interval=12, qscale=3, n_jobs=1)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+
+    # The manifest cannot be written (its folder is a file): the job fails after encoding everything.
+    with pytest.raises(OSError):
+        stages.downscale(str(extracted), str(out), str(blocker / "manifest.csv"), **kwargs)
+    assert not out.exists()
+    work = out.parent / ".videos.partial"
+    mtimes = {rel: (work / rel).stat().st_mtime_ns for rel in rel_paths}
+
+    caplog.set_level("INFO")
+    manifest = tmp_path / "downscaled" / "manifest.csv"
+    stages.downscale(str(extracted), str(out), str(manifest), **kwargs)
+    assert "3 up to date, 0 to encode" in caplog.text
+    assert {rel: (out / rel).stat().st_mtime_ns for rel in rel_paths} == mtimes  # moved, not re-encoded
+    assert not work.exists()
+    assert [row.status for row in read_manifest(manifest).values()] == ["ok"] * 3

@@ -36,6 +36,25 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def resumable_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a work folder next to ``final`` that survives a failure; it becomes ``final`` on success.
+
+    Unlike :func:`atomic_path`, the work folder has a fixed name and is kept when the body raises
+    (or the process is killed), so the next attempt finds the work already done. Snakemake deletes
+    a job's declared outputs before re-running it; this folder is not one of them.
+    """
+    final = Path(final)
+    work = final.parent / f".{final.name}.partial"
+    work.mkdir(parents=True, exist_ok=True)
+    yield work
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    os.replace(work, final)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

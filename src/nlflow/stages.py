@@ -111,16 +111,20 @@ def downscale(
     qscale: int,
     n_jobs: int,
 ) -> None:
+    from nlflow.fileio import resumable_dir
     from nlflow.video.downscale import downscale_all
 
     root = video_root(extracted_dir)
     videos = list_videos(root)
     if not videos:
         raise NlflowError(f"no videos found under {root}")
-    rows = downscale_all(
-        root, videos, out_dir, manifest, short_side=short_side, upsample=upsample,
-        keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs,
-    )
+    # A killed job leaves its finished videos in the work folder; the re-run reuses them.
+    with resumable_dir(out_dir) as work_dir:
+        log.info("working in %s (kept if this job dies, so a re-run resumes)", work_dir)
+        rows = downscale_all(
+            root, videos, work_dir, manifest, short_side=short_side, upsample=upsample,
+            keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs,
+        )
     failed = [row for row in rows if row.status != "ok"]
     log.info("downscaled %d videos, %d failed (recorded in %s)", len(rows), len(failed), manifest)
     for row in failed:

@@ -256,7 +256,7 @@ def downscale_all(
     """Downscale every ``rel_paths`` video from ``video_root`` into ``out_root`` and write the manifest.
 
     Incremental: an output newer than its input, made with the same settings (a stamp file in
-    ``out_root``), is kept. Rows come back in ``rel_paths`` order. Threads are the default
+    ``out_root``, written before the first video), is kept, also after a run that was killed. Rows come back in ``rel_paths`` order. Threads are the default
     backend: PyAV releases the GIL in the codec and scaler calls, and threads skip the worker
     start-up and pickling of ``loky`` (measured in benchmarks/bench_downscale.py).
     """
@@ -268,9 +268,12 @@ def downscale_all(
     settings = _settings(short_side, upsample, keyframe_interval, qscale)
     stamp_path = out_root / SETTINGS_STAMP
     same_settings = _read_stamp(out_root) == settings
-    if not same_settings and stamp_path.exists():
-        # outputs made from here on use new settings: never let a crash leave the old stamp
-        stamp_path.unlink()
+    if not same_settings:
+        # Outputs of other (or unknown) settings go before the new stamp is written, so that the
+        # stamp vouches for every output in the folder even if this run is killed halfway.
+        for rel in rel_paths:
+            _remove_stale(out_root / rel)
+        write_json_atomic(stamp_path, settings)
 
     rows: dict[str, ManifestRow] = {}
     todo: list[str] = []
@@ -299,7 +302,6 @@ def downscale_all(
 
     ordered = [rows[rel] for rel in rel_paths]
     write_manifest(manifest_path, ordered)
-    write_json_atomic(stamp_path, settings)
     counts = {status: sum(1 for row in ordered if row.status == status) for status in STATUSES}
     rate = len(todo) / elapsed if todo and elapsed > 0 else 0.0
     log.info("downscale done: %d ok, %d corrupt, %d empty (%d encoded, %.1f videos/s)",
