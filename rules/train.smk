@@ -1,4 +1,15 @@
 # Fine-tuning from the cleaned weights: iteration-based, checkpointed, resumable.
+#
+# train.gpus training processes (one per GPU) run on each of train.nodes nodes: 0 or 1 on one node
+# trains in the job's own process, more start torchrun (gloo CPU processes where no CUDA device is
+# visible), more than one node runs srun + torchrun inside the job's SLURM allocation
+# (src/nlflow/train/launch.py). gpus and nodes stay out of params on purpose: train.batch_size is
+# the global batch, split evenly over the processes, and every process takes its slice of the
+# same global sample order (nlflow.train.distributed), so changing the process count changes how
+# the work is spread, not which clips, augmentations or learning rates a run uses (README:
+# "Multi-GPU and multi-node training" says what still differs: per-process BN statistics
+# unless train.sync_bn, dropout masks, float summation order). A changed process count resumes
+# the same run folder instead of starting over.
 
 
 rule train:
@@ -11,7 +22,7 @@ rule train:
         model=R("train/model_final.pt"),
         metrics=R("train/metrics.jsonl"),
     params:
-        train={key: value for key, value in config["train"].items() if key != "gpus"},
+        train={key: value for key, value in config["train"].items() if key not in ("gpus", "nodes")},
         clip={key: config["model"][key] for key in ("video_length", "sample_rate")},
         checkpoint_dir=R("train/checkpoints"),
     log:
@@ -20,7 +31,16 @@ rule train:
     resources:
         mem_mb=16000,
         runtime=2880,
-        gpu=config["train"]["gpus"],
+        # GPUs of the whole job: snakemake-executor-plugin-slurm passes this as `sbatch --gpus`,
+        # a per-job total; the stage runs gpu // nodes processes on each node.
+        gpu=config["train"]["gpus"] * config["train"]["nodes"],
+        # `sbatch --nodes` (snakemake-executor-plugin-slurm); the local executor ignores it.
+        nodes=config["train"]["nodes"],
+        # One SLURM task per node (`sbatch --ntasks` for a CPU job); torchrun starts the per-GPU
+        # processes itself. tasks_per_gpu=0 keeps the plugin from turning `tasks` into
+        # `--ntasks-per-gpu` (older versions add `--ntasks-per-gpu=1` unless it is 0).
+        tasks=config["train"]["nodes"],
+        tasks_per_gpu=0,
     conda:
         "../envs/nlflow.yaml"
     script:

@@ -211,14 +211,49 @@ def train(
     checkpoint_dir: str,
     train_config: Mapping[str, Any],
     clip: Mapping[str, Any],
+    gpus: int = 0,
+    nodes: int = 1,
 ) -> None:
+    """Fine-tune and publish ``model_final.pt`` and ``metrics.jsonl``.
+
+    ``gpus`` is the rule's ``gpu`` resource: the GPUs of the whole job (SLURM's ``--gpus``), so
+    ``gpus // nodes`` training processes run on each of ``nodes`` nodes (see
+    :mod:`nlflow.train.launch`). One process runs the loop here; more run under torchrun (and srun
+    across nodes), all on the same run folder, settings and inputs, given on their command line.
+    """
     from nlflow.datasets.ucf101 import read_classes
-    from nlflow.train.loop import TrainSettings, train as run_training
+    from nlflow.fileio import write_text_atomic
+    from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
+    from nlflow.train.loop import FINAL_NAME, TrainSettings, train as run_training
 
     settings = TrainSettings.from_config(dict(clip), dict(train_config))
     run_dir = Path(checkpoint_dir) / settings_digest(settings.to_dict(), train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
-    final = run_training(settings, train_lmdb, val_lmdb, init, run_dir, read_classes(classes_file))
+    gpus, nodes = int(gpus or 0), int(nodes or 1)
+    if nodes < 1 or gpus % nodes:
+        raise NlflowError(f"the train job has {gpus} GPUs over {nodes} node(s): the GPUs must split evenly "
+                          "over the nodes (the rule asks for train.gpus x train.nodes)")
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = run_dir / "settings.json"
+    args = ["--settings", str(settings_file.resolve()), "--train-lmdb", os.path.abspath(train_lmdb),
+            "--val-lmdb", os.path.abspath(val_lmdb), "--init", os.path.abspath(init),
+            "--out-dir", str(run_dir.resolve()), "--classes", os.path.abspath(classes_file)]
+    plan = plan_launch(gpus // nodes, nodes, args, cuda_devices=visible_cuda_devices(), environ=os.environ,
+                       threads=threads, sync_bn=settings.sync_bn)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    log.info("training with %s", plan.describe())
+    if plan.in_process:
+        final = run_training(settings, train_lmdb, val_lmdb, init, run_dir, read_classes(classes_file))
+    else:
+        # Every process reads the same settings file, inputs and run folder (a shared filesystem
+        # across nodes); rank 0 writes checkpoints, metrics and the final model there.
+        write_text_atomic(settings_file, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n")
+        run_plan(plan)
+        final = run_dir / FINAL_NAME
+        if not final.exists():
+            raise NlflowError(f"the training processes finished without writing {final}")
     _publish(final, model_out)
     _publish(run_dir / "metrics.jsonl", metrics_out)
 

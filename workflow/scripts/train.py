@@ -13,4 +13,6 @@ run_stage(
     checkpoint_dir=snakemake.params.checkpoint_dir,
     train_config=snakemake.params.train,
     clip=snakemake.params.clip,
+    gpus=snakemake.resources.gpu,
+    nodes=snakemake.resources.nodes,
 )

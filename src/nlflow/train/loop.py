@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import platform
 import random
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from nlflow.errors import NlflowError
+from nlflow.errors import ConfigError, NlflowError
 from nlflow.fileio import write_text_atomic
 from nlflow.train import checkpoints as ckpt
 from nlflow.train import distributed as ddp
@@ -257,6 +258,15 @@ class _Runtime:
 
 def _make_runtime(settings: TrainSettings) -> _Runtime:
     use_cuda = torch.cuda.is_available()
+    # Checked before joining the process group, so a bad set-up fails with one clear line.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda and distributed and local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"process {local_rank} of this node needs GPU {local_rank}, but only "
+                          f"{torch.cuda.device_count()} CUDA device(s) are visible on {platform.node()}")
+    if settings.sync_bn and distributed and not use_cuda:
+        raise ConfigError("train.sync_bn needs CUDA: torch's SyncBatchNorm only runs on GPU tensors; "
+                          "set train.sync_bn to false for CPU (gloo) runs")
     info = ddp.init_distributed(use_cuda)
     device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     _configure_determinism(settings, use_cuda)
@@ -293,6 +303,13 @@ def _place(model: nn.Module, optimizer: torch.optim.Optimizer, rt: _Runtime, set
             if torch.is_tensor(value):
                 opt_state[key] = value.to(rt.device)
     forward: nn.Module = model
+    if settings.sync_bn and rt.info.enabled:
+        # Replaces the BatchNorm modules inside ``model`` (same parameters and buffers, so the
+        # optimizer and the state_dict keys are unchanged).
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        assert converted is model
+        if rt.info.is_main:
+            log.info("SyncBatchNorm: BN statistics over the global batch of all %d processes", rt.info.world_size)
     if rt.info.enabled:
         forward = nn.parallel.DistributedDataParallel(
             model, device_ids=[rt.info.local_rank] if rt.device.type == "cuda" else None)

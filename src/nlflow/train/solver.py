@@ -51,6 +51,9 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
+    # Batch statistics over the whole global batch instead of each process's share (torch's
+    # SyncBatchNorm: CUDA only); without it BN normalises each process's clips on their own.
+    sync_bn: bool = False
     # torch intra-op threads of each training process; 0 leaves torch's default. On a small CPU
     # machine whose cores the loader workers share, 1 avoids OpenMP threads stalling each other.
     threads: int = 0

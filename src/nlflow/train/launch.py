@@ -1,0 +1,340 @@
+"""How the train stage starts its processes: in this process, under torchrun, or under srun + torchrun.
+
+``train.gpus`` is the number of training processes per node (one per GPU) and ``train.nodes`` the
+number of nodes of one SLURM allocation:
+
+* ``gpus`` 0 or 1 and ``nodes`` 1: the training loop runs in the calling process (no launcher);
+* ``gpus`` N > 1 and ``nodes`` 1: ``torchrun --standalone --nproc-per-node N -m nlflow.train ...``;
+  on a machine without CUDA that is N gloo CPU processes (the CPU twin of multi-GPU training);
+* ``nodes`` M > 1: ``srun --nodes M --ntasks-per-node=1 torchrun --nnodes M --nproc-per-node N
+  --rdzv-backend c10d --rdzv-endpoint <first host of the allocation>:<port> --rdzv-id <job id> ...``,
+  only inside a SLURM allocation.
+
+``plan_launch`` is pure (environment, device count and host lookup are arguments) so every case
+is unit-tested; ``run_plan`` runs the command and relays its output into this process's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from nlflow.errors import ConfigError, NlflowError
+
+log = logging.getLogger(__name__)
+
+TRAIN_MODULE = "nlflow.train"
+# Rendezvous ports are derived from the SLURM job id so that two jobs sharing a node do not
+# collide; the range stays below Linux's ephemeral ports (32768-60999). NLFLOW_RDZV_PORT wins.
+_PORT_BASE, _PORT_SPAN = 20000, 10000
+
+
+class LaunchError(NlflowError):
+    """The training processes could not be started or one of them failed."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What the train stage runs: ``command`` None means the loop runs in this process."""
+
+    nproc_per_node: int
+    nodes: int
+    device: str  # "cuda" or "cpu"
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # set on top of the current environment
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nodes
+
+    @property
+    def in_process(self) -> bool:
+        return self.command is None
+
+    @property
+    def backend(self) -> str:
+        if self.world_size == 1:
+            return "none"
+        return "nccl" if self.device == "cuda" else "gloo"
+
+    def describe(self) -> str:
+        if self.in_process:
+            return "one training process (in the job's own process)"
+        where = f"{self.nodes} nodes x {self.nproc_per_node}" if self.nodes > 1 else f"{self.nproc_per_node}"
+        return f"{where} training processes ({self.world_size} in all, {self.backend} on {self.device})"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def torchrun_command(python: str | None = None) -> list[str]:
+    """The torchrun next to the interpreter (same environment), else ``python -m torch.distributed.run``.
+
+    Both are the same entry point; the module form needs no script on PATH.
+    """
+    python = python or sys.executable
+    found = shutil.which("torchrun", path=os.path.dirname(python))
+    return [found] if found else [python, "-m", "torch.distributed.run"]
+
+
+def split_nodelist(nodelist: str) -> list[str]:
+    """Top-level comma-separated items of a SLURM hostlist (commas inside brackets kept)."""
+    items, depth, current = [], 0, []
+    for char in nodelist:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"cannot parse SLURM node list {nodelist!r}: unbalanced ']'")
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth != 0:
+        raise ConfigError(f"cannot parse SLURM node list {nodelist!r}: unbalanced '['")
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def _expand_item(item: str, whole: str) -> list[str]:
+    start = item.find("[")
+    if start < 0:
+        return [item]
+    end = item.find("]", start)
+    prefix, body, rest = item[:start], item[start + 1:end], item[end + 1:]
+    values: list[str] = []
+    for part in body.split(","):
+        m = _RANGE.match(part.strip())
+        if not m:
+            raise ConfigError(f"cannot parse SLURM node list {whole!r}: range {part!r} is not 'a' or 'a-b'")
+        low, high = m.group(1), m.group(2) or m.group(1)
+        if int(high) < int(low):
+            raise ConfigError(f"cannot parse SLURM node list {whole!r}: empty range {part!r}")
+        width = len(low)  # SLURM keeps the zero padding of the lower bound
+        values += [str(v).zfill(width) for v in range(int(low), int(high) + 1)]
+    return [prefix + value + tail for value in values for tail in _expand_item(rest, whole)]
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Host names of a SLURM hostlist such as ``gpu[01-03,07],login1`` (what ``scontrol show
+    hostnames`` prints), for machines where ``scontrol`` is not on PATH."""
+    hosts = [host for item in split_nodelist(nodelist) for host in _expand_item(item, nodelist)]
+    if not hosts:
+        raise ConfigError(f"SLURM node list {nodelist!r} names no host")
+    return hosts
+
+
+def first_host(nodelist: str, environ: Mapping[str, str] | None = None,
+               run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> str:
+    """The first host of the allocation: ``scontrol show hostnames`` when scontrol is on PATH,
+    else nlflow's own parser of the hostlist syntax."""
+    environ = os.environ if environ is None else environ
+    scontrol = shutil.which("scontrol", path=environ.get("PATH", os.defpath))
+    if scontrol is None:
+        return expand_nodelist(nodelist)[0]
+    try:
+        result = run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LaunchError(f"`scontrol show hostnames {nodelist}` failed: {exc}") from exc
+    hosts = result.stdout.split()
+    if result.returncode != 0 or not hosts:
+        raise LaunchError(f"`scontrol show hostnames {nodelist}` failed (exit status {result.returncode}): "
+                          f"{(result.stderr or result.stdout).strip()[:300]}")
+    return hosts[0]
+
+
+def rendezvous_port(job_id: str, environ: Mapping[str, str]) -> int:
+    if environ.get("NLFLOW_RDZV_PORT"):
+        try:
+            return int(environ["NLFLOW_RDZV_PORT"])
+        except ValueError as exc:
+            raise ConfigError(f"NLFLOW_RDZV_PORT must be a port number, got {environ['NLFLOW_RDZV_PORT']!r}") from exc
+    number = int(job_id) if job_id.isdigit() else zlib.crc32(job_id.encode())
+    return _PORT_BASE + number % _PORT_SPAN
+
+
+def threads_per_process(total_threads: int, nproc_per_node: int) -> int:
+    """Intra-op threads of each process, so N processes on a node share its cores, not N times them."""
+    return max(1, int(total_threads) // max(1, nproc_per_node))
+
+
+# ----------------------------------------------------------------------------- the plan
+
+def plan_launch(
+    gpus: int,
+    nodes: int,
+    train_args: Sequence[str],
+    *,
+    cuda_devices: int,
+    environ: Mapping[str, str],
+    threads: int,
+    torchrun: Sequence[str] | None = None,
+    resolve_host: Callable[[str], str] | None = None,
+    sync_bn: bool = False,
+) -> LaunchPlan:
+    """Decide how training runs.
+
+    ``gpus``: processes per node (the rule's ``train.gpus``); ``nodes``: nodes of the SLURM
+    allocation; ``train_args``: the ``python -m nlflow.train`` arguments; ``cuda_devices``: CUDA
+    devices visible here (0: no CUDA); ``threads``: cores this job may use on each node.
+    """
+    if isinstance(gpus, bool) or int(gpus) != gpus or gpus < 0:
+        raise ConfigError(f"train.gpus must be an integer >= 0 (processes per node), got {gpus!r}")
+    if isinstance(nodes, bool) or int(nodes) != nodes or nodes < 1:
+        raise ConfigError(f"train.nodes must be an integer >= 1, got {nodes!r}")
+    gpus, nodes = int(gpus), int(nodes)
+    nproc = max(gpus, 1)
+    device = "cuda" if cuda_devices > 0 else "cpu"
+    warnings: list[str] = []
+    world_size = nproc * nodes
+
+    if device == "cuda" and nproc > cuda_devices:
+        raise ConfigError(
+            f"train.gpus = {gpus} asks for {gpus} training processes (one per GPU) per node, but only "
+            f"{cuda_devices} CUDA device(s) are visible here (CUDA_VISIBLE_DEVICES="
+            f"{environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): lower train.gpus or ask the scheduler for more GPUs")
+    if world_size > 1 and device == "cpu":
+        warnings.append(
+            f"no CUDA device visible: running {world_size} gloo CPU processes instead of GPUs (the CPU twin of "
+            "multi-GPU training; correct but slow)")
+    if sync_bn and world_size > 1 and device == "cpu":
+        raise ConfigError("train.sync_bn needs CUDA: torch's SyncBatchNorm only runs on GPU tensors; "
+                          "set train.sync_bn to false for CPU (gloo) runs")
+
+    if nodes == 1 and nproc == 1:
+        return LaunchPlan(nproc_per_node=1, nodes=1, device=device, warnings=warnings)
+
+    torchrun = list(torchrun) if torchrun is not None else torchrun_command()
+    env = {
+        "OMP_NUM_THREADS": str(threads_per_process(threads, nproc)),
+        "PYTHONUNBUFFERED": "1",  # every log line reaches the job's log as it is written
+    }
+    tail = ["--nproc-per-node", str(nproc), "-m", TRAIN_MODULE, *train_args]
+    if nodes == 1:
+        # --standalone: a private rendezvous on a free local port (no clash with other jobs).
+        return LaunchPlan(nproc, 1, device, [*torchrun, "--standalone", "--nnodes", "1", *tail], env, warnings)
+
+    job_id, nodelist = environ.get("SLURM_JOB_ID"), environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+    if not job_id or not nodelist:
+        raise ConfigError(
+            f"train.nodes = {nodes} needs a SLURM allocation of {nodes} nodes (SLURM_JOB_ID and "
+            "SLURM_JOB_NODELIST are not set): run the workflow with the SLURM executor "
+            "(snakemake --profile profiles/slurm) or set train.nodes to 1")
+    allocated = environ.get("SLURM_JOB_NUM_NODES") or environ.get("SLURM_NNODES")
+    if allocated and allocated.isdigit() and int(allocated) < nodes:
+        raise ConfigError(f"train.nodes = {nodes} but this SLURM allocation ({job_id}) has {allocated} node(s)")
+    host = (resolve_host or (lambda text: first_host(text, environ)))(nodelist)
+    port = rendezvous_port(job_id, environ)
+    command = [
+        "srun",
+        # The SLURM executor already runs this job inside a job step (srun -n1); without
+        # --overlap the new step would wait for the CPUs and GPUs that step holds.
+        "--overlap",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        f"--ntasks={nodes}",
+        "--kill-on-bad-exit=1",
+        *torchrun,
+        "--nnodes", str(nodes),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", f"{host}:{port}",
+        "--rdzv-id", str(job_id),
+        *tail,
+    ]
+    return LaunchPlan(nproc, nodes, device, command, env, warnings)
+
+
+# ----------------------------------------------------------------------------- running it
+
+def _relay(line: str) -> None:
+    """Write one line of the children's output, as is, to every handler of the root logger
+    (the rule's log file and stderr); their lines already carry time stamps and levels."""
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is not None]
+    if not handlers:
+        sys.stderr.write(line + "\n")
+        return
+    for handler in handlers:
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")  # type: ignore[attr-defined]
+            handler.flush()
+        finally:
+            handler.release()
+
+
+_ERROR_LINE = re.compile(r"\sERROR\s+[\w.]+:\s(.*)$")
+
+
+class _Stopped(Exception):
+    pass
+
+
+def run_plan(plan: LaunchPlan, relay: Callable[[str], None] = _relay) -> None:
+    """Run ``plan.command``, streaming its stdout and stderr line by line into ``relay``.
+
+    A non-zero exit becomes one :class:`LaunchError` naming the last error a training process
+    logged; SIGTERM (a cancelled job) is passed on to the launcher, which stops its workers.
+    """
+    if plan.command is None:
+        raise ValueError("an in-process plan has no command to run")
+    log.info("launching: %s", shlex.join(plan.command))
+    env = dict(os.environ, **plan.env)
+    try:
+        proc = subprocess.Popen(plan.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1)
+    except OSError as exc:
+        raise LaunchError(f"cannot start {plan.command[0]}: {exc}") from exc
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum, _frame):
+            raise _Stopped(signal.Signals(signum).name)
+        previous = signal.signal(signal.SIGTERM, stop)
+    last_error = None
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            relay(line)
+            m = _ERROR_LINE.search(line)
+            if m:
+                last_error = m.group(1).strip()
+        status = proc.wait()
+    except _Stopped as stopped:
+        raise LaunchError(f"training stopped by {stopped} (the {plan.world_size} processes were told to stop)") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # torchrun passes it to its workers and waits for them
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if status != 0:
+        reason = f": {last_error}" if last_error else "; see the lines above in the log"
+        launcher = "srun/torchrun" if plan.nodes > 1 else "torchrun"
+        raise LaunchError(f"training with {plan.world_size} processes failed ({launcher} exit status {status}){reason}")
+
+
+def visible_cuda_devices() -> int:
+    """CUDA devices this process sees (0 without CUDA); does not create a CUDA context."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
