@@ -109,3 +109,20 @@ def test_stem_weight_gradient_matches_conv3d():
     reference = torch.nn.functional.conv3d(x, stem.conv.weight, stride=(1, 2, 2), padding=(2, 3, 3))
     stem.pool(torch.relu(stem.bn(reference))).square().sum().backward()
     torch.testing.assert_close(fast, stem.conv.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_stem_weight_gradient_under_cpu_bf16_autocast():
+    torch.manual_seed(0)
+    stem = make_stem(4, 5, BN).train()
+    x = torch.randn(2, 3, 6, 20, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = stem(x)
+    out.float().square().sum().backward()  # bf16 gradient reaches the planar weight gradient
+    fast = stem.conv.weight.grad.clone()
+    assert fast.dtype == torch.float32
+    stem.conv.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = torch.nn.functional.conv3d(x, stem.conv.weight, stride=(1, 2, 2), padding=(2, 3, 3))
+        reference = stem.pool(torch.relu(stem.bn(reference)))
+    reference.float().square().sum().backward()
+    torch.testing.assert_close(fast, stem.conv.weight.grad, rtol=2e-2, atol=2e-2 * float(fast.abs().max()))

@@ -92,6 +92,9 @@ class _Conv3dPlanarWeightGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None, None]:
         (x,) = ctx.saved_tensors
+        # Under autocast the forward ran in bf16/fp16 but saved the original input: compute the
+        # weight gradient in the input's precision (that of the weight), as autograd would.
+        grad_out = grad_out.to(x.dtype)
         (c_out, c_in, taps, kh, kw), stride, padding = ctx.config
         n, _, _, h, w = x.shape
         t_out = grad_out.shape[2]
