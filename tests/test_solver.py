@@ -88,7 +88,7 @@ def test_from_config_merges_model_and_train_sections():
     assert (s.video_length, s.sample_rate, s.dropout, s.batch_size) == (4, 2, 0.3, 4)
     assert s.scale_range == (40, 48)
     assert TrainSettings.from_dict(s.to_dict()) == s
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown train settings keys: batchsize"):
         TrainSettings.from_config({}, {"batchsize": 4})
 
 

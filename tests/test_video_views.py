@@ -63,7 +63,7 @@ def test_view_spec_round_trip_and_validation():
         ViewSpec(8, 8, num_crops=2)
     with pytest.raises(ConfigError):
         ViewSpec(8, 8, scale=200, crop_size=224)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown view spec keys: bogus"):
         ViewSpec.from_dict({"video_length": 8, "sample_rate": 8, "bogus": 1})
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, check_known_fields
 from nlflow.models.resnet3d import ResNet3D, make_head, make_stage, make_stem, norm_factory
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -70,10 +70,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        check_known_fields(cls, data, "model config")
         return cls(**data)
 
     def replace(self, **changes: Any) -> "ModelConfig":

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, check_known_fields
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -100,10 +100,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"train settings: unknown keys {unknown}; known keys: {sorted(known)}")
+        check_known_fields(cls, d, "train settings")
         return cls(**dict(d))
 
     @classmethod

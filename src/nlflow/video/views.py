@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from nlflow.errors import ConfigError, NlflowError
+from nlflow.errors import ConfigError, NlflowError, check_known_fields
 from nlflow.video import decode
 from nlflow.video.transforms import MEAN, STD, crop_offsets, resize_short_side
 
@@ -59,10 +59,7 @@ class ViewSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ViewSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"view spec: unknown keys {unknown}")
+        check_known_fields(cls, data, "view spec")
         return cls(**{key: int(value) for key, value in data.items()})
 
 
