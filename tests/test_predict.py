@@ -52,6 +52,21 @@ def test_predict_scores_equal_evaluate_scores(setup):
             np.testing.assert_allclose(logits, cached["logits"], atol=1e-4)
 
 
+def test_aggregate_rule_matches_evaluation(setup):
+    tmp, store, root, entries, ckpt = setup
+    rel, _ = entries[0]
+    spec = spec_from_checkpoint(read_checkpoint(ckpt), 30)  # the views predict uses by default
+    evaluate(ckpt, store, spec, tmp / "cache_logits", tmp / "ml.json", tmp / "pl.csv", batch_size=16,
+             aggregate="mean_logits")
+    with open(tmp / "pl.csv") as handle:
+        row = next(line.split(",") for line in handle if line.startswith(rel + ","))
+    (by_logits,) = predict_videos([root / rel], ckpt, topk=1, aggregate="mean_logits")
+    assert by_logits.labels[0] == int(row[3])
+    assert by_logits.top[0][1] == pytest.approx(float(row[5]), abs=1e-5)
+    with pytest.raises(PredictError, match="--aggregate"):
+        predict_videos([root / rel], ckpt, aggregate="median")
+
+
 def test_bad_files_get_errors_and_the_others_predictions(setup, tmp_path):
     _, _, root, entries, ckpt = setup
     corrupt = tmp_path / "corrupt.avi"

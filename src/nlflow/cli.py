@@ -7,6 +7,7 @@ import logging
 import sys
 
 from nlflow.errors import NlflowError
+from nlflow.evaluate.metrics import AGGREGATES
 from nlflow.logs import setup_logging
 
 
@@ -42,7 +43,8 @@ def _weights_inspect(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from nlflow.predict import format_predictions, predict_videos
 
-    predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views)
+    predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views,
+                                 aggregate=args.aggregate)
     print(format_predictions(predictions, as_json=args.json))
     failed = [p for p in predictions if p.error]
     if failed:
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True)
     predict.add_argument("--topk", type=int, default=5)
     predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30)
+    predict.add_argument("--aggregate", choices=tuple(AGGREGATES), default="mean_softmax",
+                         help="how the views' scores combine; use the config's test.aggregate to match evaluate")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.set_defaults(func=_predict)
     return parser

@@ -4,7 +4,8 @@ Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_view
 :class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
 scale/crop from its ``extra``, see :func:`_test_size`), and scores from the same
 :class:`nlflow.evaluate.multiview.ViewScorer` that ``evaluate`` uses; views are combined by the
-original's rule (mean of the per-view softmax).
+original's rule (mean of the per-view softmax) unless ``aggregate`` names another of evaluation's
+rules.
 
 ``views``: 30 = 10 clips x 3 crops (the original's test); 3 = 3 clips spread along time x the
 centre crop (time matters more than the overlapping side crops for action classes); 1 = the
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from nlflow.errors import NlflowError
-from nlflow.evaluate.metrics import aggregate_scores, top_k
+from nlflow.evaluate.metrics import AGGREGATES, aggregate_scores, top_k
 from nlflow.evaluate.multiview import ViewScorer
 from nlflow.video.views import ViewSpec, load_test_view_frames
 
@@ -116,12 +117,19 @@ def predict_videos(
     views: int = 30,
     batch_size: int = 30,
     device: str | torch.device | None = None,
+    aggregate: str = "mean_softmax",
 ) -> list[Prediction]:
-    """One Prediction per path, in order; a file that cannot be read or is too short gets ``error``."""
+    """One Prediction per path, in order; a file that cannot be read or is too short gets ``error``.
+
+    ``aggregate`` combines the views as evaluation's ``test.aggregate`` does (pass the same rule
+    to get evaluation's scores; the default is the original's mean of the per-view softmax).
+    """
     from nlflow.models import load_checkpoint, read_checkpoint
 
     if topk < 1:
         raise PredictError(f"--topk must be at least 1, got {topk}")
+    if aggregate not in AGGREGATES:
+        raise PredictError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise PredictError(f"checkpoint not found: {checkpoint}")
@@ -144,7 +152,7 @@ def predict_videos(
             message = _one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {_one_line(exc)}"
             predictions.append(Prediction(name, error=message))
             continue
-        scores = aggregate_scores(probs[None], logits[None], "mean_softmax")[0]
+        scores = aggregate_scores(probs[None], logits[None], aggregate)[0]
         best = [int(c) for c in top_k(scores[None], topk)[0]]
         predictions.append(
             Prediction(name, [(classes[c], float(scores[c])) for c in best], best, num_views=len(probs))
