@@ -63,6 +63,13 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def check_sync_bn(sync_bn: bool, world_size: int, use_cuda: bool) -> None:
+    """SyncBatchNorm across processes needs CUDA (torch refuses CPU tensors): say so before starting."""
+    if sync_bn and world_size > 1 and not use_cuda:
+        raise ConfigError("train.sync_bn needs CUDA: torch's SyncBatchNorm only runs on GPU tensors; "
+                          "set train.sync_bn to false for CPU (gloo) runs")
+
+
 def per_rank_batch(global_batch: int, world_size: int) -> int:
     if global_batch % world_size:
         raise ConfigError(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from nlflow.errors import ConfigError, NlflowError
+from nlflow.train.distributed import check_sync_bn
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,7 @@ def plan_launch(
         warnings.append(
             f"no CUDA device visible: running {world_size} gloo CPU processes instead of GPUs (the CPU twin of "
             "multi-GPU training; correct but slow)")
-    if sync_bn and world_size > 1 and device == "cpu":
-        raise ConfigError("train.sync_bn needs CUDA: torch's SyncBatchNorm only runs on GPU tensors; "
-                          "set train.sync_bn to false for CPU (gloo) runs")
+    check_sync_bn(sync_bn, world_size, use_cuda=device == "cuda")
 
     if nodes == 1 and nproc == 1:
         return LaunchPlan(nproc_per_node=1, nodes=1, device=device, warnings=warnings)

@@ -259,14 +259,12 @@ class _Runtime:
 def _make_runtime(settings: TrainSettings) -> _Runtime:
     use_cuda = torch.cuda.is_available()
     # Checked before joining the process group, so a bad set-up fails with one clear line.
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda and distributed and local_rank >= torch.cuda.device_count():
+    if use_cuda and world_size > 1 and local_rank >= torch.cuda.device_count():
         raise ConfigError(f"process {local_rank} of this node needs GPU {local_rank}, but only "
                           f"{torch.cuda.device_count()} CUDA device(s) are visible on {platform.node()}")
-    if settings.sync_bn and distributed and not use_cuda:
-        raise ConfigError("train.sync_bn needs CUDA: torch's SyncBatchNorm only runs on GPU tensors; "
-                          "set train.sync_bn to false for CPU (gloo) runs")
+    ddp.check_sync_bn(settings.sync_bn, world_size, use_cuda)
     info = ddp.init_distributed(use_cuda)
     device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     _configure_determinism(settings, use_cuda)
