@@ -48,9 +48,16 @@ def _normalize_tchw(clip: torch.Tensor) -> torch.Tensor:
     return clip.sub_(MEAN).div_(STD).permute(1, 0, 2, 3).contiguous()
 
 
+def normalize_channels_last(frames: torch.Tensor) -> torch.Tensor:
+    """Pixels ``[..., T, H, W, 3]`` (any leading dimensions, any device) -> a new float32
+    contiguous ``[..., 3, T, H, W]`` tensor as ``(x - 114.75) / 57.375``."""
+    channels_first = frames.movedim(-1, -4)
+    return channels_first.to(torch.float32, memory_format=torch.contiguous_format, copy=True).sub_(MEAN).div_(STD)
+
+
 def normalize(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> float32 ``[3, T, H, W]`` as ``(x - 114.75) / 57.375``."""
-    return _normalize_tchw(_to_float_tchw(frames))
+    return normalize_channels_last(_as_tensor(frames))
 
 
 def resize_short_side(frames: np.ndarray | torch.Tensor, size: int) -> np.ndarray | torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from nlflow.errors import ConfigError, NlflowError, check_known_fields
 from nlflow.video import decode
-from nlflow.video.transforms import MEAN, STD, crop_offsets, resize_short_side
+from nlflow.video.transforms import crop_offsets, normalize_channels_last, resize_short_side
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,7 @@ def normalize_views(views: torch.Tensor) -> torch.Tensor:
     Float input is taken to be network input already and returned as is. Runs wherever ``views``
     lives: evaluation calls it on the device after the transfer.
     """
-    if views.is_floating_point():
-        return views
-    channels_first = views.movedim(-1, -4)
-    return channels_first.to(torch.float32, memory_format=torch.contiguous_format).sub_(MEAN).div_(STD)
+    return views if views.is_floating_point() else normalize_channels_last(views)
 
 
 def load_test_views(
