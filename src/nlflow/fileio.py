@@ -11,6 +11,19 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _put_in_place(src: Path, final: Path) -> None:
+    """Rename ``src`` onto ``final``, replacing whatever is there.
+
+    A file replaces a file in one atomic rename; a folder needs an existing folder removed first,
+    and a file or link in its way (e.g. a link into Snakemake's output cache) unlinked.
+    """
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif src.is_dir() and (final.exists() or final.is_symlink()):
+        final.unlink()
+    os.replace(src, final)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only on success.
@@ -26,9 +39,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _put_in_place(tmp, final)
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -48,11 +59,7 @@ def resumable_dir(final: str | os.PathLike) -> Iterator[Path]:
     work = final.parent / f".{final.name}.partial"
     work.mkdir(parents=True, exist_ok=True)
     yield work
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    elif final.exists() or final.is_symlink():
-        final.unlink()
-    os.replace(work, final)
+    _put_in_place(work, final)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
