@@ -38,7 +38,7 @@ from nlflow.models import ModelConfig, build_model
 from nlflow.store.datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
-from nlflow.train.loop import _loader_kwargs, epoch_batches
+from nlflow.train.loop import _loader_kwargs, _to_device, epoch_batches
 from nlflow.train.solver import TrainSettings, build_optimizer
 
 ARCHS = {"r50": 50, "r101": 101}
@@ -103,10 +103,8 @@ class Step:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
 
     def to_device(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clips = clips.to(self.device, non_blocking=True)
-        if self.channels_last:
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
-        return clips, labels.to(self.device, non_blocking=True)
+        """The training loop's own transfer (and memory format) for the clips."""
+        return _to_device(clips, self.device, self.channels_last), labels.to(self.device, non_blocking=True)
 
     def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> None:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
