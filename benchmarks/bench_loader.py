@@ -5,6 +5,10 @@ every 12 frames, mpeg4 AVI), then times 8x8 clips, crop 112, batch 8, with 0 wor
 baseline, at torch's default thread count and at 1 thread) and with 2 workers, embedded and
 path-mode stores. Prints one table; ratios are against the first row, run in this process.
 Run: ``python benchmarks/bench_loader.py`` (under a minute on 2 quiet cores).
+
+``--crop 224`` measures the real network's input instead: videos with short side 256 (what the
+downscale stage stores), scale jitter 256-320 like the original; its clips per CPU-second say how
+many CPU cores one GPU needs for a given training speed.
 """
 
 from __future__ import annotations
@@ -26,19 +30,27 @@ from torch.utils.data import DataLoader, RandomSampler
 from nlflow.store.datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 
-WIDTH, HEIGHT = 170, 128  # short side 128, even dimensions
+def even(x: float) -> int:
+    return int(round(x / 2)) * 2
 
 
-def write_video(path: Path, frames: int, seed: int) -> None:
+def geometry(crop: int) -> tuple[int, int, int]:
+    """(width, height, largest jitter scale) of the stored 4:3 videos for ``crop``: 170x128 for 112."""
+    height = even(crop * 128 / 112)
+    return even(height * 4 / 3), height, even(crop * 160 / 112)
+
+
+def write_video(path: Path, frames: int, seed: int, width: int, height: int) -> None:
     """A bright square drifting over a noisy grey background (roughly what the demo encodes)."""
     rng = np.random.default_rng(seed)
-    background = rng.integers(90, 150, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    background = rng.integers(90, 150, size=(height, width, 3), dtype=np.uint8)
+    side = max(8, height * 24 // 128)
     start = rng.integers(10, 60, size=2)
     velocity = rng.uniform(-0.8, 0.8, size=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format="avi") as container:
         stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, 25)
         stream.codec_context.gop_size = 12
         stream.bit_rate = 1_500_000
@@ -46,8 +58,8 @@ def write_video(path: Path, frames: int, seed: int) -> None:
             image = background.copy()
             noise = rng.integers(-6, 7, size=image.shape)
             image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-            y, x = (start + velocity * t).astype(int) % (HEIGHT - 24, WIDTH - 24)
-            image[y : y + 24, x : x + 24] = (230, 40, 40)
+            y, x = (start + velocity * t).astype(int) % (height - side, width - side)
+            image[y : y + side, x : x + side] = (230, 40, 40)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = t
             container.mux(stream.encode(frame))
@@ -60,12 +72,13 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def measure(store: Path, workers: int, clips: int, batch_size: int) -> tuple[float, float, float]:
+def measure(store: Path, workers: int, clips: int, batch_size: int, crop: int) -> tuple[float, float, float]:
     """(seconds to the first batch, steady clips/s after it, clips per CPU-second overall).
 
     The CPU figure counts worker processes too and is less sensitive to other load on the machine.
     """
-    dataset = TrainClipDataset(store, video_length=8, sample_rate=8, scale_range=(128, 160), crop_size=112, seed=0)
+    _, height, top = geometry(crop)
+    dataset = TrainClipDataset(store, video_length=8, sample_rate=8, scale_range=(height, top), crop_size=crop, seed=0)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=RandomSampler(dataset, replacement=True, num_samples=10**6),
                         num_workers=workers, drop_last=True)
     cpu_start = _cpu_seconds()
@@ -77,7 +90,7 @@ def measure(store: Path, workers: int, clips: int, batch_size: int) -> tuple[flo
     seen = 0
     while seen < clips:
         clip_batch, _ = next(batches)
-        assert clip_batch.shape == (batch_size, 3, 8, 112, 112)
+        assert clip_batch.shape == (batch_size, 3, 8, crop, crop)
         seen += clip_batch.shape[0]
     steady_rate = seen / (time.perf_counter() - steady_start)
     del batches  # shuts the workers down and joins them, so their CPU time is counted
@@ -95,7 +108,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=64, help="clips timed per configuration (after the first batch)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--crop", type=int, default=112, help="training crop; 224 = the real network's input")
     args = parser.parse_args()
+    width, height, top = geometry(args.crop)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "videos"
@@ -103,15 +118,15 @@ def main() -> None:
         entries = []
         for i in range(args.videos):
             rel = f"C{i % 4}/v_C{i % 4}_g{i:02d}_c01.avi"
-            write_video(root / rel, args.frames, seed=i)
+            write_video(root / rel, args.frames, seed=i, width=width, height=height)
             entries.append((rel, i % 4))
         frames = {rel: args.frames for rel, _ in entries}
         embedded, by_path = Path(tmp) / "train.lmdb", Path(tmp) / "train_paths.lmdb"
         write_store(embedded, entries, root, "train", [f"C{k}" for k in range(4)], {}, frames, embed=True)
         write_store(by_path, entries, root, "train", [f"C{k}" for k in range(4)], {}, frames, embed=False)
-        print(f"{args.videos} videos {WIDTH}x{HEIGHT}, {args.frames} frames, GOP 12; store "
+        print(f"{args.videos} videos {width}x{height}, {args.frames} frames, GOP 12; store "
               f"{embedded.stat().st_size / 2**20:.1f} MiB; built in {time.perf_counter() - started:.1f} s")
-        print(f"clips 8x8, crop 112, scale jitter 128-160, batch {args.batch_size}; baseline = first row")
+        print(f"clips 8x8, crop {args.crop}, scale jitter {height}-{top}, batch {args.batch_size}; baseline = first row")
 
         default_threads = torch.get_num_threads()
         rows = [("embedded", embedded, 0, default_threads), ("embedded", embedded, 0, 1),
@@ -119,7 +134,7 @@ def main() -> None:
         results = []
         for mode, store, workers, threads in rows:
             torch.set_num_threads(threads)  # workers always run with 1 thread (DataLoader sets it)
-            results.append((mode, workers, threads if workers == 0 else 1, *measure(store, workers, args.clips, args.batch_size)))
+            results.append((mode, workers, threads if workers == 0 else 1, *measure(store, workers, args.clips, args.batch_size, args.crop)))
         torch.set_num_threads(default_threads)
 
     baseline = results[0][4]

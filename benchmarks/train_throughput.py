@@ -98,9 +98,7 @@ class Step:
                                                               scale_range=scale_range_for(args.crop)))
         self.forward = torch.compile(model) if args.compile else model
         self.dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-        if self.dtype == torch.float16 and device.type != "cuda":
-            raise SystemExit("--amp fp16 needs CUDA (the training loop falls back to bf16 on CPU)")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
     def to_device(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loop's own transfer (and memory format) for the clips."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 from snakemake.utils import validate
@@ -39,6 +38,21 @@ def test_defaults_are_filled():
     del config["train"]["amp"]
     validate(config, str(SCHEMA))
     assert config["train"]["amp"] == "none"
+
+
+def test_solver_defaults_are_the_original_solver():
+    config = load("demo.yaml")
+    for key in ("base_lr", "lr_steps", "lr_relative"):
+        del config["train"][key]
+    validate(config, str(SCHEMA))
+    from nlflow.train import TrainSettings
+
+    train = {k: v for k, v in config["train"].items() if k not in ("gpus", "nodes")}  # as the rule passes it
+    settings = TrainSettings.from_config(config["model"], train)
+    max_iter = config["train"]["max_iter"]
+    assert settings.base_lr == 0.01
+    assert settings.lr_steps == [0, round(0.375 * max_iter), round(0.75 * max_iter)]
+    assert settings.lr_relative == [1.0, 0.1, 0.01]
 
 
 def _leaf_keys(schema: dict, prefix: str = "") -> list[str]:

@@ -217,7 +217,7 @@ def test_classes_differ_in_motion(tmp_path):
     (up_y, up_a), (down_y, down_a) = tracks["MoveUp"], tracks["MoveDown"]
     assert up_y[-1] - up_y[0] < -20  # image rows grow downwards: up = decreasing row
     assert down_y[-1] - down_y[0] > 20
-    assert abs(up_a[-1] / up_a[0] - 1) < 0.2
+    assert abs(up_a[-1] / up_a[0] - 1) < 0.2 and abs(down_a[-1] / down_a[0] - 1) < 0.2
     grow_a, shrink_a = tracks["Grow"][1], tracks["Shrink"][1]
     assert grow_a[-1] > 3 * grow_a[0]
     assert shrink_a[0] > 3 * shrink_a[-1]

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from nlflow.datasets.demo import make_class_video, truncate_video
 from nlflow.evaluate.multiview import ViewScorer, evaluate

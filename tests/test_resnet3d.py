@@ -1,6 +1,5 @@
 """ResNet 3-D pieces: stem sizes, bottleneck strides, zero-initialised residual branches, head."""
 
-import pytest
 import torch
 from torch import nn
 

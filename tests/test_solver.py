@@ -41,6 +41,24 @@ def test_linear_warmup_multiplies_the_steps():
     assert lr_at(10, s2) == pytest.approx(0.1 * 0.1 * (0.5 * 0.5 + 0.5))
 
 
+def test_defaults_are_the_original_solver():
+    s = TrainSettings(max_iter=400000)
+    assert s.base_lr == 0.01 and s.momentum == 0.9 and s.nesterov and s.weight_decay == 1e-4
+    assert s.dropout == 0.5 and s.warmup_iters == 0 and s.precise_bn_iters == 200
+    # The original's 400k schedule: steps at 150k and 300k, relative LRs 1, 0.1, 0.01 (0.001 unreached).
+    assert s.lr_steps == [0, 150000, 300000] and s.lr_relative == [1.0, 0.1, 0.01]
+    assert lr_at(149999, s) == pytest.approx(0.01) and lr_at(150000, s) == pytest.approx(0.001)
+    assert lr_at(399999, s) == pytest.approx(0.0001)
+    # Scaled to the configured length; given steps take the original's relative LRs in order.
+    assert TrainSettings(max_iter=6000).lr_steps == [0, 2250, 4500]
+    assert TrainSettings(max_iter=1000, lr_steps=[0, 10, 20, 30]).lr_relative == [1.0, 0.1, 0.01, 0.001]
+    assert TrainSettings(max_iter=1).lr_steps == [0, 1]
+    with pytest.raises(ConfigError, match="5 lr_steps need their lr_relative"):
+        TrainSettings(max_iter=1000, lr_steps=[0, 1, 2, 3, 4])
+    # The round trip through a checkpoint's settings keeps the resolved schedule.
+    assert TrainSettings.from_dict(s.to_dict()) == s
+
+
 def test_bad_schedules_are_config_errors():
     with pytest.raises(ConfigError, match="lr_steps"):
         settings(lr_steps=[0, 600], lr_relative=[1, 0.1, 0.01])
@@ -132,3 +150,4 @@ def test_batch_must_split_over_processes():
     assert per_rank_batch(8, 2) == 4
     with pytest.raises(ConfigError, match="cannot be split"):
         per_rank_batch(6, 4)
+

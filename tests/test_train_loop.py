@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from nlflow.datasets.demo import DEMO_CLASSES, make_class_video
 from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import TrainSettings, train
-from nlflow.train.checkpoints import list_checkpoints, load_latest
-from nlflow.train.loop import TrainingError, weights_digest
+from nlflow.train.checkpoints import list_checkpoints, load_checkpoint_file, load_latest
+from nlflow.train.loop import TrainingError, data_wait_advice, weights_digest
 
 CLASSES = list(DEMO_CLASSES)
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +121,31 @@ def test_precise_bn_recomputes_running_statistics(tiny_data, tmp_path):
     assert all(int(b[k.replace("running_mean", "num_batches_tracked")]) == 3 for k in bn_keys)
 
 
+def test_fp16_loss_scaling_and_channels_last_resume_exactly(tiny_data, tmp_path):
+    """The CPU twin of the CUDA fp16 path: autocast fp16, a gradient scaler, channels_last_3d.
+
+    The scaler's state travels in the checkpoints: a run resumed from the middle ends with the
+    uninterrupted run's weights and scaler state.
+    """
+    settings = tiny_settings(amp="fp16", channels_last=True, max_iter=4, checkpoint_period=2, keep_checkpoints=3,
+                             log_period=2, val_period=0, precise_bn_iters=1)
+    whole = train(settings, tiny_data["train"], tiny_data["val"], tiny_data["init"], tmp_path / "whole", CLASSES)
+    saved = dict(list_checkpoints(tmp_path / "whole" / "checkpoints"))
+    assert sorted(saved) == [2, 4]
+    middle, end = load_checkpoint_file(saved[2]), load_checkpoint_file(saved[4])
+    assert middle["scaler"]["scale"] > 0 and middle["scaler"] != end["scaler"]
+    weights = read_checkpoint(whole)["state_dict"]
+    assert all(v.dtype != torch.float16 for v in weights.values())  # master weights stay fp32
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+    (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
+    shutil.copy(saved[2], tmp_path / "resumed" / "checkpoints" / saved[2].name)
+    resumed = train(settings, tiny_data["train"], tiny_data["val"], tiny_data["init"], tmp_path / "resumed",
+                    CLASSES)
+    assert weights_digest(load_checkpoint(resumed)) == weights_digest(load_checkpoint(whole))
+    assert load_latest(tmp_path / "resumed" / "checkpoints")["scaler"] == end["scaler"]
+
+
 def test_wrong_number_of_classes_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(TrainingError, match="5-class head"):
         train(tiny_settings(), tiny_data["train"], None, tiny_data["init"], tmp_path / "x", CLASSES + ["Extra"])
@@ -159,9 +185,19 @@ def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
     again = _train_cli(tiny_data, out, settings)
     log_text = again.communicate(timeout=300)[0]
     assert again.returncode == 0, log_text
-    assert f"resuming from" in log_text and f"at iteration {killed_at}" in log_text
+    assert "resuming from" in log_text and f"at iteration {killed_at}" in log_text
     resumed = load_checkpoint(out / "model_final.pt")
     assert weights_digest(resumed) == weights_digest(reference)
     # The metrics log has each iteration once, as if never interrupted.
     iters = [m["iter"] for m in read_metrics(out) if "loss" in m]
     assert iters == [4, 8, 12, 16]
+
+
+def test_data_wait_advice_names_the_setting_to_change():
+    assert data_wait_advice(None, 2, 16, 1) is None
+    assert data_wait_advice(0.05, 2, 16, 1) is None
+    more_workers = data_wait_advice(0.5, 4, 32, 2)
+    assert "50%" in more_workers and "raise train.num_workers (now 4" in more_workers
+    # 8 workers each for 2 processes on 16 cores: the CPU is the limit, not the worker count.
+    cpu_bound = data_wait_advice(0.5, 8, 16, 2)
+    assert "decoding is the limit" in cpu_bound and "--set-threads train=N" in cpu_bound

@@ -70,13 +70,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
-    if settings.amp == "none":
-        return None
-    if settings.amp == "fp16" and device.type != "cuda":
-        log.warning("amp fp16 needs CUDA; using bf16 autocast on %s instead", device.type)
-        return torch.bfloat16
-    return torch.float16 if settings.amp == "fp16" else torch.bfloat16
+def _amp_dtype(settings: TrainSettings) -> torch.dtype | None:
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[settings.amp]
 
 
 def build_init_model(init_checkpoint: str | os.PathLike, settings: TrainSettings, num_classes: int) -> tuple[nn.Module, dict]:
@@ -231,6 +226,31 @@ def _cuda_memory_gb(device: torch.device) -> float | None:
         return None
 
 
+# Share of a log window the GPU may wait for clips before the run says how to feed it faster.
+DATA_WAIT_ADVICE_ABOVE = 0.2
+
+
+def data_wait_advice(data_wait: float | None, num_workers: int, cores: int, processes_on_node: int) -> str | None:
+    """What to change when the device waits for the loader, or None when it hardly waits."""
+    if data_wait is None or data_wait <= DATA_WAIT_ADVICE_ABOVE:
+        return None
+    waited = f"the GPU waited for training clips {data_wait:.0%} of the time"
+    cores_each = max(1, cores // max(1, processes_on_node))
+    if num_workers < cores_each:
+        return (f"{waited}: raise train.num_workers (now {num_workers} loader workers per process; "
+                f"{cores} CPU cores for {processes_on_node} process(es) here)")
+    return (f"{waited} although its {num_workers} loader workers already fill the {cores_each} CPU cores each "
+            f"process has: decoding is the limit; give the train job more CPU cores per GPU "
+            f"(snakemake --set-threads train=N, SLURM's --cpus-per-task)")
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the job's CPU set under SLURM or taskset
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -268,8 +288,11 @@ def _make_runtime(settings: TrainSettings) -> _Runtime:
     info = ddp.init_distributed(use_cuda)
     device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     _configure_determinism(settings, use_cuda)
-    amp_dtype = _amp_dtype(settings, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16 and use_cuda)
+    amp_dtype = _amp_dtype(settings)
+    if amp_dtype == torch.float16 and device.type != "cuda":
+        log.warning("amp fp16 on %s: fp16 autocast with a CPU gradient scaler, the twin of the CUDA fp16 path "
+                    "(bf16 needs no scaler)", device.type)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     return _Runtime(info, device, amp_dtype, scaler, settings.channels_last)
 
 
@@ -447,6 +470,7 @@ def train(
         bar = tqdm(total=settings.max_iter, initial=start_iter, desc="train", unit="it",
                    disable=None if info.is_main else True, dynamic_ncols=True)
         window = _Window()
+        advised = False
         run_start = time.perf_counter()
         try:
             while it < settings.max_iter:
@@ -472,9 +496,16 @@ def train(
                 bar.update(1)
 
                 if it % settings.log_period == 0 or it == settings.max_iter:
-                    _log_window(window, it, lr, settings, dataset_size, info, device, metrics, bar,
-                                run_start, start_iter, train_set.failures)
+                    record = _log_window(window, it, lr, settings, dataset_size, info, device, metrics, bar,
+                                         run_start, start_iter, train_set.failures)
                     window = _Window()
+                    # The first window includes the workers' start-up: judge the loader after it.
+                    if device.type == "cuda" and info.is_main and not advised and it - start_iter > settings.log_period:
+                        advice = data_wait_advice(record["data_wait"], settings.num_workers, _usable_cores(),
+                                                  int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+                        if advice:
+                            log.warning(advice)
+                            advised = True
                 if settings.val_period and it % settings.val_period == 0 and it < settings.max_iter:
                     val_start = time.perf_counter()
                     validate(it)
@@ -509,7 +540,7 @@ def train(
 
 def _log_window(window: _Window, it: int, lr: float, settings: TrainSettings, dataset_size: int,
                 info: ddp.DistInfo, device: torch.device, metrics: _MetricsLog, bar: tqdm,
-                run_start: float, start_iter: int, failures: int) -> None:
+                run_start: float, start_iter: int, failures: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - window.start
     loss_sum, correct, clips, data_s = ddp.all_reduce_sum(
         [float(window.loss_sum), float(window.correct), float(window.clips), window.data_s], info, device)
@@ -542,6 +573,7 @@ def _log_window(window: _Window, it: int, lr: float, settings: TrainSettings, da
             it, settings.max_iter, record["epoch"], epochs_for(settings.max_iter, settings.batch_size, dataset_size),
             loss, lr, record["top1"] or 0.0, record["clips_per_s"] or 0.0, 100 * (record["data_wait"] or 0.0),
             f", max memory {memory:.2f} GiB" if memory is not None else "", _format_eta(eta))
+    return record
 
 
 def weights_digest(model: nn.Module) -> str:

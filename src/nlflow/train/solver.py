@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -15,6 +15,12 @@ from torch import nn
 from nlflow.errors import ConfigError, check_known_fields
 
 AMP_MODES = ("none", "bf16", "fp16")
+
+# The original's solver (configs/*_400k.yaml): BASE_LR 0.01, LRS [1, 0.1, 0.01, 0.001] with the
+# LR stepping down after 150k and 300k of 400k iterations (the 0.001 level is never reached there).
+ORIGINAL_BASE_LR = 0.01
+ORIGINAL_RELATIVE_LRS = (1.0, 0.1, 0.01, 0.001)
+ORIGINAL_STEP_FRACTIONS = (0.0, 0.375, 0.75)
 
 # Model-config keys that also shape the training data or the head.
 _MODEL_KEYS = ("video_length", "sample_rate", "dropout", "crop_size")
@@ -26,9 +32,11 @@ class TrainSettings:
 
     batch_size: int = 8  # global: split over all processes
     max_iter: int = 1000
-    base_lr: float = 0.1
-    lr_steps: list[int] = field(default_factory=lambda: [0, 600, 900])
-    lr_relative: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.01])
+    base_lr: float = ORIGINAL_BASE_LR
+    # None: the original's 400k schedule scaled to max_iter (see default_lr_steps).
+    lr_steps: list[int] | None = None
+    # None: the original's relative LRs, as many as there are steps.
+    lr_relative: list[float] | None = None
     warmup_iters: int = 0
     warmup_start_factor: float = 0.1
     momentum: float = 0.9
@@ -42,9 +50,9 @@ class TrainSettings:
     num_workers: int = 2
     seed: int = 0
     checkpoint_period: int = 1000
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 3
     log_period: int = 20
-    val_period: int = 0  # 0: validate only at the end
+    val_period: int = 1000  # 0: validate only at the end
     val_batches: int = 50  # cap per validation (batches of batch_size clips)
     precise_bn_iters: int = 200  # 0 disables precise BN
     amp: str = "none"
@@ -59,7 +67,14 @@ class TrainSettings:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        if self.lr_steps is None:
+            self.lr_steps = default_lr_steps(self.max_iter)
         self.lr_steps = [int(s) for s in self.lr_steps]
+        if self.lr_relative is None:
+            if len(self.lr_steps) > len(ORIGINAL_RELATIVE_LRS):
+                raise ConfigError(f"train settings: {len(self.lr_steps)} lr_steps need their lr_relative "
+                                  f"(the default has {len(ORIGINAL_RELATIVE_LRS)} values)")
+            self.lr_relative = list(ORIGINAL_RELATIVE_LRS[:len(self.lr_steps)])
         self.lr_relative = [float(r) for r in self.lr_relative]
         self.scale_range = (int(self.scale_range[0]), int(self.scale_range[1]))
         self.validate()
@@ -113,6 +128,11 @@ class TrainSettings:
         merged = {k: model_cfg[k] for k in _MODEL_KEYS if k in model_cfg}
         merged.update(train_cfg)
         return cls.from_dict(merged)
+
+
+def default_lr_steps(max_iter: int) -> list[int]:
+    """The original's step iterations scaled to ``max_iter``: [0, 150000, 300000] for 400000."""
+    return sorted({round(fraction * max_iter) for fraction in ORIGINAL_STEP_FRACTIONS})
 
 
 def relative_lr(iteration: int, settings: TrainSettings) -> float:
