@@ -90,7 +90,7 @@ def measure(store: Path, workers: int, clips: int, batch_size: int, crop: int) -
     seen = 0
     while seen < clips:
         clip_batch, _ = next(batches)
-        assert clip_batch.shape == (batch_size, 3, 8, crop, crop)
+        assert clip_batch.shape == (batch_size, 8, crop, crop, 3)  # uint8 frames, normalised on the device
         seen += clip_batch.shape[0]
     steady_rate = seen / (time.perf_counter() - steady_start)
     del batches  # shuts the workers down and joins them, so their CPU time is counted

@@ -38,7 +38,7 @@ from nlflow.models import ModelConfig, build_model
 from nlflow.store.datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
-from nlflow.train.loop import _loader_kwargs, _to_device, epoch_batches
+from nlflow.train.loop import _loader_kwargs, epoch_batches, to_network_input
 from nlflow.train.solver import TrainSettings, build_optimizer
 
 ARCHS = {"r50": 50, "r101": 101}
@@ -101,8 +101,8 @@ class Step:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
     def to_device(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training loop's own transfer (and memory format) for the clips."""
-        return _to_device(clips, self.device, self.channels_last), labels.to(self.device, non_blocking=True)
+        """The training loop's own transfer: uint8 loader clips are normalised on the device."""
+        return to_network_input(clips, self.device, self.channels_last), labels.to(self.device, non_blocking=True)
 
     def __call__(self, clips: torch.Tensor, labels: torch.Tensor) -> None:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
@@ -116,7 +116,8 @@ class Step:
 
 def time_compute(step: Step, args: argparse.Namespace) -> float:
     """Clips/s of the step on one batch already on the device."""
-    clips = torch.randn(args.batch, 3, args.video_length, args.crop, args.crop)
+    # What the loader hands over: uint8 frames, normalised by the transfer like the loop's.
+    clips = torch.randint(0, 256, (args.batch, args.video_length, args.crop, args.crop, 3), dtype=torch.uint8)
     labels = torch.randint(0, args.classes, (args.batch,))
     clips, labels = step.to_device(clips, labels)
     for _ in range(args.warmup_iters):

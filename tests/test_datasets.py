@@ -81,9 +81,9 @@ def test_train_clip_shape_normalisation_and_stride(tmp_path, videos):
     assert len(dataset) == len(entries)
     for index in range(len(dataset)):
         clip, label = dataset[index]
-        assert clip.shape == (3, 4, 40, 40) and clip.dtype == torch.float32
+        assert clip.shape == (4, 40, 40, 3) and clip.dtype == torch.uint8  # normalised on the device
         assert label == entries[index][1]
-        colour = _pixels(clip)
+        colour = _pixels(normalize_views(clip))
         frames = _frame_of(colour[0])
         # Consecutive clip frames are sample_rate frames apart, inside the video.
         assert torch.allclose(frames[1:] - frames[:-1], torch.full((3,), 4.0), atol=1.0)
@@ -101,19 +101,19 @@ def test_train_randomness_is_reproducible_and_worker_independent(tmp_path, video
 
     loader = DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True)
     from_workers = torch.cat([clips for clips, _ in loader])
-    # Same clips; only float rounding may differ (workers resize with 1 thread, this process with more).
-    torch.testing.assert_close(from_workers, torch.stack(first), rtol=0, atol=1e-5)
+    # The same uint8 clips (workers resize with 1 thread, this process with more).
+    assert torch.equal(from_workers, torch.stack(first))
 
     dataset.set_epoch(1)
     assert dataset.epoch == 1
     second = [dataset[i][0] for i in range(len(dataset))]
-    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(first, second))
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))
     # Persistent workers see the new epoch (it lives in shared memory).
     from_workers = torch.cat([clips for clips, _ in loader])
-    torch.testing.assert_close(from_workers, torch.stack(second), rtol=0, atol=1e-5)
+    assert torch.equal(from_workers, torch.stack(second))
     del loader
     other_seed = TrainClipDataset(path, 4, 4, (48, 64), 40, seed=4)
-    assert not all(torch.allclose(a, other_seed[i][0], atol=1e-3) for i, a in enumerate(first))
+    assert not all(torch.equal(a, other_seed[i][0]) for i, a in enumerate(first))
 
 
 def test_train_replaces_a_corrupt_record_and_counts_it(tmp_path, videos, caplog):
@@ -122,7 +122,7 @@ def test_train_replaces_a_corrupt_record_and_counts_it(tmp_path, videos, caplog)
     with caplog.at_level("WARNING", logger="nlflow.store.datasets"):
         clip, label = dataset[1]  # the corrupt one
         dataset[1]
-    assert clip.shape == (3, 4, 40, 40) and torch.isfinite(clip).all()
+    assert clip.shape == (4, 40, 40, 3) and clip.dtype == torch.uint8
     assert dataset.failures == 2
     assert dataset.failed_videos() == ["Down/v_Down_g99_c01.avi"]
     warnings = [r for r in caplog.records if "v_Down_g99_c01.avi" in r.getMessage()]
@@ -154,9 +154,9 @@ def test_val_is_the_centre_clip_centre_crop(tmp_path, videos):
     spec = ViewSpec(video_length=4, sample_rate=4, num_clips=10, num_crops=3, scale=48, crop_size=40)
     dataset = ValClipDataset(path, spec)
     clip, label = dataset[2]
-    assert clip.shape == (3, 4, 40, 40) and clip.dtype == torch.float32 and label == entries[2][1]
+    assert clip.shape == (4, 40, 40, 3) and clip.dtype == torch.uint8 and label == entries[2][1]
     # Centre window of 16 frames in 80: starts at frame 32.
-    frames = _frame_of(_pixels(clip)[0])
+    frames = _frame_of(_pixels(normalize_views(clip))[0])
     assert torch.allclose(frames, torch.tensor([32.0, 36.0, 40.0, 44.0]), atol=1.0)
 
 

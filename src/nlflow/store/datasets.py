@@ -19,8 +19,8 @@ from torch.utils.data import Dataset, get_worker_info
 from nlflow.errors import NlflowError
 from nlflow.store.lmdb_store import LmdbReader, Record
 from nlflow.video.decode import FramesPastEndError, decode_frames
-from nlflow.video.transforms import train_augment
-from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views, train_clip_indices
+from nlflow.video.transforms import train_augment_frames
+from nlflow.video.views import ViewSpec, load_test_view_frames, train_clip_indices
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ def _worker_slot() -> int:
 
 
 class TrainClipDataset(Dataset):
-    """Random training clips ``(clip float32 [3, T, crop, crop], label)`` from a train LMDB.
+    """Random training clips ``(clip uint8 [T, crop, crop, 3], label)`` from a train LMDB.
+
+    Clips stay uint8 frames; the training loop normalises them on its device (``normalize_views``).
 
     Randomness for item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``
     (window, scale jitter, crop, flip and any replacement index), so training is reproducible
@@ -111,7 +113,7 @@ class TrainClipDataset(Dataset):
                 raise
             indices = train_clip_indices(err.available, self.video_length, self.sample_rate, rng)
             frames = decode_frames(record.source, indices)
-        return train_augment(frames, self.scale_range, self.crop_size, rng)
+        return train_augment_frames(frames, self.scale_range, self.crop_size, rng)
 
     def _note_failure(self, index: int, video: str, error: Exception) -> None:
         self._failure_counts[_worker_slot()] += 1
@@ -152,11 +154,11 @@ def _load_views(reader: LmdbReader, index: int, spec: ViewSpec) -> tuple[torch.T
 
 
 class ValClipDataset(Dataset):
-    """One clip per video ``(clip float32 [3, T, S, S], label)`` for clip accuracy during training.
+    """One clip per video ``(clip uint8 [T, S, S, 3], label)`` for clip accuracy during training.
 
     The centre clip in time, short side ``spec.scale``, centre crop ``spec.crop_size``: the same
-    code path as the test views (``load_test_view_frames`` with one clip and one crop), normalised
-    here because training's validation feeds the network directly.
+    code path as the test views (``load_test_view_frames`` with one clip and one crop); the
+    training loop normalises it on its device like the training clips.
     """
 
     def __init__(self, lmdb_path: str | os.PathLike, spec: ViewSpec):
@@ -168,7 +170,7 @@ class ValClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         views, label = _load_views(self.reader, int(index), self.spec)
-        return normalize_views(views[0]), label
+        return views[0], label
 
 
 class TestVideoDataset(Dataset):

@@ -38,16 +38,6 @@ def _resize_float(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=False)
 
 
-def _to_float_tchw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    # always a fresh copy: later steps work in place
-    return _as_tensor(frames).permute(0, 3, 1, 2).to(torch.float32, copy=True)
-
-
-def _normalize_tchw(clip: torch.Tensor) -> torch.Tensor:
-    """float ``[T, 3, H, W]`` 0-255 -> normalised contiguous ``[3, T, H, W]``."""
-    return clip.sub_(MEAN).div_(STD).permute(1, 0, 2, 3).contiguous()
-
-
 def normalize_channels_last(frames: torch.Tensor) -> torch.Tensor:
     """Pixels ``[..., T, H, W, 3]`` (any leading dimensions, any device) -> a new float32
     contiguous ``[..., 3, T, H, W]`` tensor as ``(x - 114.75) / 57.375``."""
@@ -99,28 +89,43 @@ def three_crops(frames, crop: int) -> list:
     ]
 
 
+def train_augment_frames(
+    frames: np.ndarray | torch.Tensor,
+    scale_range: tuple[int, int] = (256, 320),
+    crop_size: int = 224,
+    rng: np.random.Generator | None = None,
+) -> torch.Tensor:
+    """Short side jittered in ``scale_range`` (inclusive), random crop, random flip, still uint8.
+
+    Returns uint8 frames ``[T, crop_size, crop_size, 3]``: the DataLoader hands a quarter of the
+    float bytes to the device, which normalises them (``nlflow.video.views.normalize_views``).
+    The resize runs on uint8 (bilinear, rounded), several times cheaper than in float.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    low, high = scale_range
+    if low > high or low < crop_size:
+        raise ValueError(f"scale range {scale_range} must be ordered and not below crop {crop_size}")
+    clip = _as_tensor(frames)
+    short_side = int(rng.integers(low, high + 1))
+    height, width = scaled_size(clip.shape[1], clip.shape[2], short_side)
+    top = int(rng.integers(0, height - crop_size + 1))
+    left = int(rng.integers(0, width - crop_size + 1))
+    flip = bool(rng.random() < 0.5)
+    if tuple(clip.shape[1:3]) != (height, width):
+        # [T, 3, H, W] viewed over the frames' own (channels-last) memory: no copy before the resize
+        clip = F.interpolate(clip.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
+                             align_corners=False, antialias=False).permute(0, 2, 3, 1)
+    clip = clip[:, top : top + crop_size, left : left + crop_size]
+    if flip:
+        clip = clip.flip(2)
+    return clip.contiguous()
+
+
 def train_augment(
     frames: np.ndarray | torch.Tensor,
     scale_range: tuple[int, int] = (256, 320),
     crop_size: int = 224,
     rng: np.random.Generator | None = None,
 ) -> torch.FloatTensor:
-    """Short side jittered in ``scale_range`` (inclusive), random crop, random flip, normalise.
-
-    Returns float32 ``[3, T, crop_size, crop_size]``.
-    """
-    rng = rng if rng is not None else np.random.default_rng()
-    low, high = scale_range
-    if low > high or low < crop_size:
-        raise ValueError(f"scale range {scale_range} must be ordered and not below crop {crop_size}")
-    clip = _to_float_tchw(frames)
-    short_side = int(rng.integers(low, high + 1))
-    height, width = scaled_size(clip.shape[2], clip.shape[3], short_side)
-    top = int(rng.integers(0, height - crop_size + 1))
-    left = int(rng.integers(0, width - crop_size + 1))
-    flip = bool(rng.random() < 0.5)
-    clip = _resize_float(clip, (height, width))
-    clip = clip[:, :, top : top + crop_size, left : left + crop_size]
-    if flip:
-        clip = clip.flip(-1)
-    return _normalize_tchw(clip)
+    """:func:`train_augment_frames` normalised: float32 ``[3, T, crop_size, crop_size]``."""
+    return normalize(train_augment_frames(frames, scale_range, crop_size, rng))
