@@ -38,7 +38,7 @@ from nlflow.models import ModelConfig, build_model
 from nlflow.store.datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
-from nlflow.train.loop import _loader_kwargs, epoch_batches, to_network_input
+from nlflow.train.loop import _loader_kwargs, amp_dtype, epoch_batches, to_network_input
 from nlflow.train.solver import TrainSettings, build_optimizer
 
 ARCHS = {"r50": 50, "r101": 101}
@@ -97,7 +97,7 @@ class Step:
         self.optimizer = build_optimizer(model, TrainSettings(batch_size=args.batch, base_lr=0.01, crop_size=args.crop,
                                                               scale_range=scale_range_for(args.crop)))
         self.forward = torch.compile(model) if args.compile else model
-        self.dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+        self.dtype = amp_dtype(args.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
     def to_device(self, clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,8 +71,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _amp_dtype(settings: TrainSettings) -> torch.dtype | None:
-    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[settings.amp]
+def amp_dtype(amp: str) -> torch.dtype | None:
+    """The autocast dtype of a ``train.amp`` mode (None: no autocast)."""
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def build_init_model(init_checkpoint: str | os.PathLike, settings: TrainSettings, num_classes: int) -> tuple[nn.Module, dict]:
@@ -294,12 +295,12 @@ def _make_runtime(settings: TrainSettings) -> _Runtime:
     info = ddp.init_distributed(use_cuda)
     device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     _configure_determinism(settings, use_cuda)
-    amp_dtype = _amp_dtype(settings)
-    if amp_dtype == torch.float16 and device.type != "cuda":
+    dtype = amp_dtype(settings.amp)
+    if dtype == torch.float16 and device.type != "cuda":
         log.warning("amp fp16 on %s: fp16 autocast with a CPU gradient scaler, the twin of the CUDA fp16 path "
                     "(bf16 needs no scaler)", device.type)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    return _Runtime(info, device, amp_dtype, scaler, settings.channels_last)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return _Runtime(info, device, dtype, scaler, settings.channels_last)
 
 
 def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, rt: _Runtime,
