@@ -38,8 +38,9 @@ from nlflow.models import ModelConfig, build_model
 from nlflow.store.datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
-from nlflow.train.loop import _loader_kwargs, amp_dtype, epoch_batches, to_network_input
+from nlflow.train.loop import _loader_kwargs, amp_dtype, epoch_batches
 from nlflow.train.solver import TrainSettings, build_optimizer
+from nlflow.video.views import to_network_input
 
 ARCHS = {"r50": 50, "r101": 101}
 

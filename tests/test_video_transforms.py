@@ -13,8 +13,13 @@ from nlflow.video.transforms import (
     normalize,
     resize_short_side,
     three_crops,
-    train_augment,
+    train_augment_frames,
 )
+
+
+def train_augment(frames, scale_range, crop_size, rng):
+    """The training path end to end: uint8 augmentation in the loader, normalisation after the transfer."""
+    return normalize(train_augment_frames(frames, scale_range, crop_size, rng))
 
 
 def _ramp_clip(t=4, h=60, w=80):

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
 from nlflow.fileio import atomic_path, write_json_atomic
-from nlflow.video.views import ViewSpec, normalize_views
+from nlflow.video.views import ViewSpec, to_network_input
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ViewScorer:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        batch = normalize_views(batch.to(self.device, non_blocking=True))
+        batch = to_network_input(batch, self.device)
         self.forward_calls += 1
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logit_map = self.model.forward_map(batch)

@@ -40,7 +40,7 @@ def _worker_slot() -> int:
 class TrainClipDataset(Dataset):
     """Random training clips ``(clip uint8 [T, crop, crop, 3], label)`` from a train LMDB.
 
-    Clips stay uint8 frames; the training loop normalises them on its device (``normalize_views``).
+    Clips stay uint8 frames; the training loop normalises them on its device (``nlflow.video.views.to_network_input``).
 
     Randomness for item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``
     (window, scale jitter, crop, flip and any replacement index), so training is reproducible

@@ -31,7 +31,7 @@ from nlflow.fileio import write_text_atomic
 from nlflow.train import checkpoints as ckpt
 from nlflow.train import distributed as ddp
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
-from nlflow.video.views import normalize_views
+from nlflow.video.views import to_network_input
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +129,6 @@ def _loader_kwargs(settings: TrainSettings, use_cuda: bool) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- evaluation pieces
-
-def to_network_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """A loader batch (uint8 frames ``[N, T, H, W, 3]``, or float input) -> normalised input on ``device``.
-
-    Normalising after the transfer moves a quarter of the bytes and keeps the float work off the
-    DataLoader workers.
-    """
-    x = normalize_views(x.to(device, non_blocking=True))
-    if channels_last and x.dim() == 5:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
-
 
 @torch.no_grad()
 def clip_accuracy(model: nn.Module, loader: Iterable, device: torch.device, autocast: Any,

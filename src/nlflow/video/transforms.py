@@ -31,8 +31,8 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, int(round(height * short_side / width))), short_side
 
 
-def _resize_float(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of float ``[T, 3, H, W]``; a no-op when the size already matches."""
+def _resize_bilinear(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``[T, 3, H, W]`` (float, or uint8 rounded); a no-op when the size already matches."""
     if tuple(clip.shape[-2:]) == size:
         return clip
     return F.interpolate(clip, size=size, mode="bilinear", align_corners=False, antialias=False)
@@ -56,7 +56,7 @@ def resize_short_side(frames: np.ndarray | torch.Tensor, size: int) -> np.ndarra
     target = scaled_size(tensor.shape[1], tensor.shape[2], size)
     if tuple(tensor.shape[1:3]) == target:
         return frames
-    clip = _resize_float(tensor.permute(0, 3, 1, 2).float(), target)
+    clip = _resize_bilinear(tensor.permute(0, 3, 1, 2).float(), target)
     out = clip.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
     return out.numpy() if isinstance(frames, np.ndarray) else out
 
@@ -98,7 +98,7 @@ def train_augment_frames(
     """Short side jittered in ``scale_range`` (inclusive), random crop, random flip, still uint8.
 
     Returns uint8 frames ``[T, crop_size, crop_size, 3]``: the DataLoader hands a quarter of the
-    float bytes to the device, which normalises them (``nlflow.video.views.normalize_views``).
+    float bytes to the device, which normalises them (``nlflow.video.views.to_network_input``).
     The resize runs on uint8 (bilinear, rounded), several times cheaper than in float.
     """
     rng = rng if rng is not None else np.random.default_rng()
@@ -111,21 +111,10 @@ def train_augment_frames(
     top = int(rng.integers(0, height - crop_size + 1))
     left = int(rng.integers(0, width - crop_size + 1))
     flip = bool(rng.random() < 0.5)
-    if tuple(clip.shape[1:3]) != (height, width):
-        # [T, 3, H, W] viewed over the frames' own (channels-last) memory: no copy before the resize
-        clip = F.interpolate(clip.permute(0, 3, 1, 2), size=(height, width), mode="bilinear",
-                             align_corners=False, antialias=False).permute(0, 2, 3, 1)
+    # [T, 3, H, W] viewed over the frames' own (channels-last) memory: no copy before the resize
+    clip = _resize_bilinear(clip.permute(0, 3, 1, 2), (height, width)).permute(0, 2, 3, 1)
     clip = clip[:, top : top + crop_size, left : left + crop_size]
     if flip:
         clip = clip.flip(2)
     return clip.contiguous()
 
-
-def train_augment(
-    frames: np.ndarray | torch.Tensor,
-    scale_range: tuple[int, int] = (256, 320),
-    crop_size: int = 224,
-    rng: np.random.Generator | None = None,
-) -> torch.FloatTensor:
-    """:func:`train_augment_frames` normalised: float32 ``[3, T, crop_size, crop_size]``."""
-    return normalize(train_augment_frames(frames, scale_range, crop_size, rng))

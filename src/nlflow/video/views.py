@@ -154,6 +154,18 @@ def normalize_views(views: torch.Tensor) -> torch.Tensor:
     return views if views.is_floating_point() else normalize_channels_last(views)
 
 
+def to_network_input(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A loader batch (uint8 frames ``[N, T, H, W, 3]``, or float input) -> normalised input on ``device``.
+
+    Normalising after the transfer moves a quarter of the bytes and keeps the float work off the
+    DataLoader workers; training and evaluation both feed their networks through this.
+    """
+    batch = normalize_views(batch.to(device, non_blocking=True))
+    if channels_last and batch.dim() == 5:
+        batch = batch.contiguous(memory_format=torch.channels_last_3d)
+    return batch
+
+
 def load_test_views(
     source: str | os.PathLike[str] | bytes,
     spec: ViewSpec,
