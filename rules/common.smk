@@ -54,11 +54,6 @@ def demo_source_inputs(wildcards):
     return [path for path in paths if path is not None and path.startswith(config["results_dir"])]
 
 
-def min_frames():
-    """Videos shorter than one training clip (video_length x sample_rate frames) are excluded."""
-    return config["model"]["video_length"] * config["model"]["sample_rate"]
-
-
 def model_params():
     return dict(config["model"], num_classes=config["dataset"]["num_classes"])
 

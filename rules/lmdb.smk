@@ -10,7 +10,6 @@ rule shuffle_rep:
     params:
         repeats=config["shuffle_rep"]["repeats"],
         seed=config["shuffle_rep"]["seed"],
-        min_frames=min_frames(),
     log:
         R(f"logs/shuffle_rep/split{SPLIT}.log"),
     threads: 1
@@ -34,7 +33,6 @@ rule lmdb_train:
     params:
         kind="train",
         embed=config["lmdb"]["embed_videos"],
-        min_frames=min_frames(),
     log:
         R(f"logs/lmdb/split{SPLIT}_train.log"),
     threads: 1
@@ -58,7 +56,6 @@ rule lmdb_val:
     params:
         kind="val",
         embed=config["lmdb"]["embed_videos"],
-        min_frames=min_frames(),
     log:
         R(f"logs/lmdb/split{SPLIT}_val.log"),
     threads: 1
@@ -82,7 +79,6 @@ rule lmdb_test:
     params:
         kind="test",
         embed=config["lmdb"]["embed_videos"],
-        min_frames=min_frames(),
     log:
         R(f"logs/lmdb/split{SPLIT}_test.log"),
     threads: 1

@@ -1,9 +1,11 @@
 """ModelConfig and build_model: layout rules of the original, parameter counts, shapes."""
 
+import numpy as np
 import pytest
 import torch
 
 from nlflow.errors import ConfigError, NlflowError
+from nlflow.evaluate.multiview import logit_map_to_view_scores
 from nlflow.models.builder import (
     ModelConfig,
     build_model,
@@ -71,15 +73,29 @@ def test_forward_shapes_for_an_8x224x224_clip():
     assert model.config.num_classes == 7 and model.classes is None
 
 
-def test_forward_map_at_256_averages_to_the_clip_logits():
+def test_test_mode_of_a_256_view_is_the_original_fully_convolutional_head():
+    """pool5 (kernel [T/2, 7, 7], stride 1) -> pred as a 1x1x1 conv -> softmax at each position ->
+    mean over positions (resnet_video.py, split 'test'), written out here with plain loops."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=8, num_classes=5, use_nonlocal=True)).eval()
-    x = torch.randn(2, 3, 8, 256, 256)
     with torch.no_grad():
+        torch.nn.init.normal_(model.head.fc.weight, std=0.3)
+        torch.nn.init.normal_(model.head.fc.bias, std=0.3)
+        x = torch.randn(2, 3, 8, 256, 256)
+        features = model.features(x).double().numpy()
         logits_map = model.forward_map(x)
-        logits = model(x)
-    assert logits_map.shape == (2, 5, 4, 8, 8)
-    torch.testing.assert_close(logits_map.mean(dim=(2, 3, 4)), logits, rtol=1e-4, atol=1e-5)
+    assert features.shape[2:] == (4, 8, 8) and logits_map.shape == (2, 5, 1, 2, 2)
+    weight = model.head.fc.weight.detach().double().numpy()
+    bias = model.head.fc.bias.detach().double().numpy()
+    expected = np.zeros((2, 5))
+    for n in range(2):
+        for top in range(2):
+            for left in range(2):
+                pooled = features[n, :, 0:4, top : top + 7, left : left + 7].mean(axis=(1, 2, 3))
+                logits = weight @ pooled + bias
+                expected[n] += np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum() / 4
+    probs, _ = logit_map_to_view_scores(logits_map)
+    np.testing.assert_allclose(probs.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["i3d", "c2d"])

@@ -149,15 +149,15 @@ def test_train_rejects_bad_scale_range(tmp_path, videos):
         TrainClipDataset(path, 4, 4, (32, 36), 40, seed=0)
 
 
-def test_val_is_the_centre_clip_centre_crop(tmp_path, videos):
+def test_val_is_one_clip_centre_crop(tmp_path, videos):
     path, entries = _store(tmp_path, videos, kind="val", embed=False)
     spec = ViewSpec(video_length=4, sample_rate=4, num_clips=10, num_crops=3, scale=48, crop_size=40)
     dataset = ValClipDataset(path, spec)
     clip, label = dataset[2]
     assert clip.shape == (4, 40, 40, 3) and clip.dtype == torch.uint8 and label == entries[2][1]
-    # Centre window of 16 frames in 80: starts at frame 32.
+    # One clip by the original's test rule (start int(N / 1 * 0) = 0), every 4th frame.
     frames = _frame_of(_pixels(normalize_views(clip))[0])
-    assert torch.allclose(frames, torch.tensor([32.0, 36.0, 40.0, 44.0]), atol=1.0)
+    assert torch.allclose(frames, torch.tensor([0.0, 4.0, 8.0, 12.0]), atol=1.0)
 
 
 def test_test_views_shape_and_order(tmp_path, videos):
@@ -168,8 +168,9 @@ def test_test_views_shape_and_order(tmp_path, videos):
     assert views.shape == (9, 4, 40, 40, 3) and views.dtype == torch.uint8  # normalised on the device
     assert (label, index) == (entries[3][1], 3)
     starts = _frame_of(_pixels(normalize_views(views))[:, 0, 0])  # first frame of each view
-    # Clip-major order: three crops of clip 0 (start 0), then clip 1 (start 32), clip 2 (start 64).
-    expected = torch.tensor([0.0] * 3 + [32.0] * 3 + [64.0] * 3)
+    # Clip-major order: three crops of clip 0 (start 0), then clip 1 (start int(80 / 3 * 1) = 26),
+    # clip 2 (start int(80 / 3 * 2) = 53).
+    expected = torch.tensor([0.0] * 3 + [26.0] * 3 + [53.0] * 3)
     assert torch.allclose(starts, expected, atol=1.0)
 
     batch = next(iter(DataLoader(dataset, batch_size=2, num_workers=0)))

@@ -48,7 +48,7 @@ def test_output_files_and_summary(demo_set):
     assert summary.classes == ["Grow", "MoveDown", "MoveUp", "Shrink", "StandStill"]
     assert summary.num_videos == 5 * 25
     assert summary.corrupt_videos == ["Shrink/v_Shrink_g25_c01.avi"]
-    assert summary.short_videos == ["MoveUp/v_MoveUp_g25_c01.avi"]
+    assert summary.short_videos == ["Grow/v_Grow_g03_c01.avi", "MoveUp/v_MoveUp_g25_c01.avi"]
     assert summary.to_dict()["seed"] == 0
 
 
@@ -99,11 +99,13 @@ def test_split_files_parse_with_ucf101(demo_set, tmp_path, split):
 
     assert {group(rel) for rel, _ in test} == set(range(7 * (split - 1) + 1, 7 * split + 1))
     assert not {(label, group(rel)) for rel, label in train} & {(label, group(rel)) for rel, label in test}
-    # the error-path videos are ordinary training entries, never test entries
-    listed_train = {rel for rel, _ in train}
-    for rel in summary.corrupt_videos + summary.short_videos:
-        assert rel in listed_train
-        assert rel not in {r for r, _ in test}
+    # the undecodable video is an ordinary training entry, never a test entry; a short video is
+    # in split 1's test list (and in the training lists of splits 2 and 3)
+    listed_train, listed_test = {rel for rel, _ in train}, {rel for rel, _ in test}
+    for rel in summary.corrupt_videos:
+        assert rel in listed_train and rel not in listed_test
+    assert ("Grow/v_Grow_g03_c01.avi" in listed_test) == (split == 1)
+    assert "MoveUp/v_MoveUp_g25_c01.avi" in listed_train
 
 
 def test_manifest(demo_set):
@@ -116,8 +118,8 @@ def test_manifest(demo_set):
     kinds = {v["video"]: v["kind"] for v in manifest["videos"]}
     assert len(kinds) == 125
     assert kinds["Shrink/v_Shrink_g25_c01.avi"] == "corrupt"
-    assert kinds["MoveUp/v_MoveUp_g25_c01.avi"] == "short"
-    assert sum(k == "ok" for k in kinds.values()) == 123
+    assert kinds["MoveUp/v_MoveUp_g25_c01.avi"] == kinds["Grow/v_Grow_g03_c01.avi"] == "short"
+    assert sum(k == "ok" for k in kinds.values()) == 122
 
 
 def test_videos_decode_as_ucf101(rar_members):
@@ -146,7 +148,8 @@ def test_corrupt_video_fails_to_decode(rar_members):
     assert decoded < NUM_FRAMES
 
 
-def test_short_video_has_30_frames(rar_members):
+def test_short_videos_have_30_frames(rar_members):
+    assert len(decode(rar_members["UCF-101/Grow/v_Grow_g03_c01.avi"])) == 30
     frames = decode(rar_members["UCF-101/MoveUp/v_MoveUp_g25_c01.avi"])
     assert len(frames) == demo.SHORT_VIDEO_FRAMES == 30
     assert frames[0].shape == (240, 320, 3)

@@ -1,7 +1,7 @@
 """End-to-end: the README's demo (config/demo.yaml, unchanged) with real Snakemake in a temporary folder.
 
-This is the issue's acceptance run: every stage real, the bad videos reported and excluded, the
-network learns motion (video top-1 >= 0.8, chance is 0.2), and a second run has nothing to do.
+This is the issue's acceptance run: every stage real, the undecodable video reported and excluded,
+the too-short videos kept (sampled periodically, as the original), the network learns motion (video top-1 >= 0.8, chance is 0.2), and a second run has nothing to do.
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ def test_whole_dag_produces_metrics(finished_run):
     workdir, _, _ = finished_run
     metrics = json.loads((workdir / "results/evaluate/metrics.json").read_text())
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
-    # 5 classes x 7 test groups x 2 clips; no test video is corrupt or short in the demo.
-    assert metrics["num_videos"] == 70
+    # 5 classes x 7 test groups x 2 clips, all listed and all scored (one is shorter than a clip).
+    assert metrics["num_listed"] == metrics["num_videos"] == 70
+    assert metrics["failed_videos"] == [] and metrics["excluded_videos"] == []
     assert metrics["top1"] >= 0.8, metrics
+    with open(workdir / "results/evaluate/predictions.csv") as handle:
+        assert "Grow/v_Grow_g03_c01.avi" in {row["video"] for row in csv.DictReader(handle)}
     assert (workdir / "results/train/model_final.pt").stat().st_size > 0
     assert any((workdir / "results/report").iterdir())
 
 
-def test_bad_videos_are_reported_and_excluded(finished_run):
+def test_the_undecodable_video_is_reported_and_excluded_and_short_ones_kept(finished_run):
     workdir, _, _ = finished_run
     with open(workdir / "results/downscaled/manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -44,11 +47,12 @@ def test_bad_videos_are_reported_and_excluded(finished_run):
     assert "corrupt" in statuses
     demo = json.loads((workdir / "results/demo_source/demo_manifest.json").read_text())
     log = (workdir / "results/logs/shuffle_rep/split1.log").read_text()
-    assert "1 corrupt" in log and "1 too_short" in log
+    assert "excluded 1 of" in log and "1 corrupt" in log
     train_list = (workdir / "results/lists/split1/train_shuffled.txt").read_text()
     assert demo["corrupt"] and demo["short"]
-    for bad in demo["corrupt"] + demo["short"]:
+    for bad in demo["corrupt"]:
         assert bad not in train_list
+    assert "MoveUp/v_MoveUp_g25_c01.avi" in train_list  # 30 frames < one 8 x 8 clip: kept
 
 
 def test_second_run_has_nothing_to_do(finished_run):

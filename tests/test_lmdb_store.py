@@ -46,14 +46,16 @@ def test_embedded_round_trip_and_meta(tmp_path):
     store = tmp_path / "out" / "train.lmdb"
     settings = {"short_side": 128, "seed": 3}
 
-    assert write_store(store, entries, root, "train", CLASSES, settings, frames, embed=True) == 7
+    excluded = [("b/gone.avi", 1, "missing")]
+    assert write_store(store, entries, root, "train", CLASSES, settings, frames, embed=True, excluded=excluded) == 7
 
     assert sorted(p.name for p in store.parent.iterdir()) == ["train.lmdb"]  # no -lock, no temp file
     reader = LmdbReader(store)
     assert reader.meta == {
         "format": "nlflow-lmdb", "version": 1, "kind": "train", "count": 7, "classes": CLASSES,
-        "embedded": True, "settings": settings,
+        "embedded": True, "settings": settings, "excluded": [{"video": "b/gone.avi", "label": 1, "reason": "missing"}],
     }
+    assert reader.excluded == excluded
     assert len(reader) == 7 and reader.kind == "train" and reader.classes == CLASSES
     for i, (rel, label) in enumerate(entries):
         record = reader[i]

@@ -27,23 +27,22 @@ def test_reasons_and_order():
     }
     entries = [("A/ok.avi", 0), ("B/bad.avi", 1), ("A/short.avi", 0), ("A/exact.avi", 0),
                ("B/gone.avi", 1), ("B/none.avi", 1), ("B/zero.avi", 1)]
-    kept, excluded = usable_entries(entries, rows, min_frames=64)
-    assert kept == [("A/ok.avi", 0), ("A/exact.avi", 0)]
-    assert excluded == [("B/bad.avi", "corrupt"), ("A/short.avi", "too_short"), ("B/gone.avi", "missing"),
-                        ("B/none.avi", "empty"), ("B/zero.avi", "empty")]
+    kept, excluded = usable_entries(entries, rows)
+    # A video shorter than one clip is kept: clips wrap around (periodic sampling, as the original).
+    assert kept == [("A/ok.avi", 0), ("A/short.avi", 0), ("A/exact.avi", 0)]
+    assert excluded == [("B/bad.avi", 1, "corrupt"), ("B/gone.avi", 1, "missing"),
+                        ("B/none.avi", 1, "empty"), ("B/zero.avi", 1, "empty")]
 
 
 def test_unknown_status_is_an_error():
     with pytest.raises(ManifestError, match="weird"):
-        usable_entries([("a.avi", 0)], {"a.avi": Row("a.avi", "weird", 10)}, min_frames=1)
+        usable_entries([("a.avi", 0)], {"a.avi": Row("a.avi", "weird", 10)})
 
 
 def test_summary_line():
-    excluded = [("x", "too_short"), ("y", "corrupt")]
-    assert summarize_exclusions(excluded, total=250, min_frames=64) == (
-        "excluded 2 of 250 videos: 1 corrupt, 1 too_short (< 64 frames)"
-    )
+    excluded = [("x", 0, "missing"), ("y", 3, "corrupt")]
+    assert summarize_exclusions(excluded, total=250) == "excluded 2 of 250 videos: 1 missing, 1 corrupt"
     assert summarize_exclusions([], total=10) == "excluded 0 of 10 videos"
-    assert summarize_exclusions([("a", "missing"), ("b", "missing"), ("c", "empty")]) == (
+    assert summarize_exclusions([("a", 0, "missing"), ("b", 0, "missing"), ("c", 0, "empty")]) == (
         "excluded 3 videos: 2 missing, 1 empty"
     )

@@ -106,5 +106,12 @@ def test_compute_metrics_end_to_end():
     by_class = {row["class"]: row for row in m["per_class"]}
     assert by_class["b"]["accuracy"] == pytest.approx(0.5) and by_class["b"]["videos"] == 2
     assert m["mean_class_accuracy"] == pytest.approx((5 + 0.5) / 6)
+    assert (m["top1_decoded"], m["num_listed"]) == (m["top1"], 8)
+    # Two more listed videos that have no scores (failed or left out) count as wrong.
+    listed = compute_metrics(probs, logits, labels, classes, num_listed=10)
+    assert listed["top1"] == pytest.approx(7 / 10) and listed["top5"] == pytest.approx(8 / 10)
+    assert listed["top1_decoded"] == pytest.approx(7 / 8) and listed["num_videos"] == 8
+    with pytest.raises(MetricsError, match="listed"):
+        compute_metrics(probs, logits, labels, classes, num_listed=7)
     with pytest.raises(MetricsError):
         compute_metrics(probs, logits, labels, classes[:5])

@@ -57,7 +57,9 @@ def tiny_test_store(tmp_path: Path, corrupt: bool = False) -> tuple[Path, Path, 
         truncate_video(root / rel)
         entries.append((rel, 1))
     store = tmp_path / "test.lmdb"
-    write_store(store, entries, root, "test", CLASSES, {}, counts, embed=True)
+    # A listed video the downscale stage could not decode: left out of the store, counted as wrong.
+    excluded = [("Grow/v_Grow_g03_c01.avi", 0, "corrupt")] if corrupt else []
+    write_store(store, entries, root, "test", CLASSES, {}, counts, embed=True, excluded=excluded)
     return store, root, entries
 
 
@@ -88,9 +90,15 @@ def test_evaluate_metrics_cache_and_resume(setup):
     assert first["run"]["forward_calls"] >= good * SPEC.num_views // 16
     assert first["num_videos"] == good and first["num_views"] == SPEC.num_views
     assert [f["video"] for f in first["failed_videos"]] == ["MoveUp/v_MoveUp_g02_c01.avi"]
-    for key in ("top1", "top5", "mean_class_accuracy", "clip_top1"):
+    assert first["excluded_videos"] == [{"video": "Grow/v_Grow_g03_c01.avi", "label": 0, "reason": "corrupt"}]
+    for key in ("top1", "top5", "top1_decoded", "mean_class_accuracy", "clip_top1"):
         assert 0.0 <= first[key] <= 1.0
-    assert first["top5"] == 1.0  # 3 classes
+    # Every listed video is in the denominator (the original's TEST.DATASET_SIZE): the failed and
+    # the excluded one count as wrong; the decoded-only figures stand beside them.
+    listed = len(entries) + 1
+    assert first["num_listed"] == listed
+    assert first["top5_decoded"] == 1.0 and first["top5"] == pytest.approx(good / listed)  # 3 classes
+    assert first["top1"] == pytest.approx(first["top1_decoded"] * good / listed)
     assert first["aggregate"] == "mean_softmax" and first["classes"] == CLASSES
     assert np.asarray(first["confusion_matrix"]).sum() == good
     on_disk = json.loads((tmp / "first" / "metrics.json").read_text())
@@ -102,7 +110,7 @@ def test_evaluate_metrics_cache_and_resume(setup):
     for r in rows:
         assert r["predicted_name"] == CLASSES[int(r["predicted"])] and r["top5"].split()[0] == r["predicted"]
         assert 0 < float(r["probability"]) <= 1
-    assert np.mean([r["predicted"] == r["label"] for r in rows]) == pytest.approx(first["top1"])
+    assert np.mean([r["predicted"] == r["label"] for r in rows]) == pytest.approx(first["top1_decoded"])
 
     # A second run reuses every cached video: no forward pass, cache files untouched, same numbers.
     before = _cache_state(tmp / "cache")
@@ -149,12 +157,13 @@ def test_reaggregate_matches_the_cache(setup):
     for rule in ("mean_logits", "max_softmax"):
         m = reaggregate(tmp / "cache", rule, metrics_json=tmp / f"{rule}.json")
         expected = topk_accuracy(aggregate_scores(probs, logits, rule), labels, 1)
-        assert m["top1"] == pytest.approx(expected) and m["aggregate"] == rule
+        assert m["top1_decoded"] == pytest.approx(expected) and m["aggregate"] == rule
+        assert m["top1"] == pytest.approx(expected * len(labels) / m["num_listed"])
         assert json.loads((tmp / f"{rule}.json").read_text())["aggregate"] == rule
     centre = reaggregate(tmp / "cache", "mean_softmax", "center_crop")
     assert centre["num_views"] == SPEC.num_clips and centre["views"] == [1, 4, 7, 10]
     expected = topk_accuracy(probs[:, 1::3].mean(axis=1), labels, 1)
-    assert centre["top1"] == pytest.approx(expected)
+    assert centre["top1_decoded"] == pytest.approx(expected)
     assert centre["clip_top1"] == pytest.approx(float((probs[:, 1::3].argmax(-1) == labels[:, None]).mean()))
     with pytest.raises(NlflowError):
         reaggregate(tmp / "cache", "median")

@@ -79,7 +79,8 @@ def test_bad_files_get_errors_and_the_others_predictions(setup, tmp_path):
     paths = [good[0], corrupt, short, tmp_path / "missing.avi", text, good[1]]
 
     preds = predict_videos(paths, ckpt, topk=2, views=3)
-    assert [p.ok for p in preds] == [True, False, False, False, False, True]
+    # The 5-frame video is shorter than one 4 x 2 clip: its clips wrap around, as in the original.
+    assert [p.ok for p in preds] == [True, False, True, False, False, True]
     for p in preds:
         if p.ok:
             assert len(p.top) == 2 and p.num_views == 3
@@ -89,15 +90,27 @@ def test_bad_files_get_errors_and_the_others_predictions(setup, tmp_path):
             assert p.error and "\n" not in p.error
     assert [p.video for p in preds] == [str(p) for p in paths]
     assert "missing.avi" in preds[3].error
-    assert "frames" in preds[2].error  # too short for one clip
+    assert preds[2].num_views == 3
 
     lines = format_predictions(preds).splitlines()
     assert lines[0].startswith(str(good[0])) and "(3 views)" in lines[0]
     assert lines[1].lstrip().startswith("1. ")
-    assert sum("ERROR" in line for line in lines) == 4
+    assert sum("ERROR" in line for line in lines) == 3
     as_json = json.loads(format_predictions(preds, as_json=True))
     assert [d["error"] is None for d in as_json] == [p.ok for p in preds]
     assert as_json[0]["top"][0]["class"] == preds[0].top[0][0] and as_json[0]["top"][0]["label"] == preds[0].labels[0]
+
+
+def test_a_30_frame_video_gets_all_30_views(setup, tmp_path):
+    _, _, _, _, ckpt = setup
+    spec = spec_from_checkpoint(read_checkpoint(ckpt), 30)
+    short = tmp_path / "thirty.avi"
+    make_class_video(short, "Grow", np.random.default_rng(5), num_frames=30, size=VIDEO_SIZE)
+    (pred,) = predict_videos([short], ckpt, views=30)
+    assert pred.ok and pred.num_views == 30
+    # the same views as evaluation would cut: clip k starts at int(30 / 10 * k) and wraps around
+    probs, _ = score_video(short, ViewScorer(load_checkpoint(ckpt), batch_size=30), spec)
+    assert probs.shape == (30, len(CLASSES))
 
 
 def test_view_counts_and_topk(setup):

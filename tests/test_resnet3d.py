@@ -69,16 +69,24 @@ def test_affine_norm_equals_batchnorm_in_eval_when_built_from_its_statistics():
     torch.testing.assert_close(affine(x), bn(x))
 
 
-def test_head_map_is_the_fc_at_every_position():
+def test_head_map_is_pool5_then_the_fc_at_every_position():
     torch.manual_seed(0)
-    head = make_head(32, 7, dropout=0.5).eval()
+    head = make_head(32, 7, dropout=0.5, pool_size=(2, 7, 7)).eval()
     assert float(head.fc.bias.detach().abs().sum()) == 0.0
     assert 0.005 < float(head.fc.weight.detach().std()) < 0.02
-    features = torch.randn(2, 32, 2, 3, 3)
+    # A 256-pixel view of an 8-frame model: res5 is 2 (here) x 8 x 8; pool5 leaves 1 x 2 x 2 positions.
+    features = torch.randn(2, 32, 2, 8, 8)
     logits_map = head.forward_map(features)
-    assert logits_map.shape == (2, 7, 2, 3, 3)
-    torch.testing.assert_close(logits_map.mean(dim=(2, 3, 4)), head(features), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(logits_map[:, :, 1, 2, 0], head.fc(features[:, :, 1, 2, 0]))
+    assert logits_map.shape == (2, 7, 1, 2, 2)
+    window = features[:, :, :, 1:8, 0:7].mean(dim=(2, 3, 4))  # position (h=1, w=0): rows 1..7, columns 0..6
+    torch.testing.assert_close(logits_map[:, :, 0, 1, 0], head.fc(window), rtol=1e-5, atol=1e-6)
+    # On a training-size map (224 pixels: res5 is exactly the kernel) pool5 is the global average.
+    features = torch.randn(2, 32, 2, 7, 7)
+    torch.testing.assert_close(head.forward_map(features).flatten(1), head(features), rtol=1e-5, atol=1e-6)
+    # A map smaller than the kernel (views under 224 pixels) is pooled whole.
+    features = torch.randn(2, 32, 2, 3, 3)
+    assert head.forward_map(features).shape == (2, 7, 1, 1, 1)
+    torch.testing.assert_close(head.forward_map(features).flatten(1), head(features), rtol=1e-5, atol=1e-6)
 
 
 def test_cpu_fast_paths_compute_exactly_what_conv3d_computes():

@@ -82,13 +82,33 @@ class Tiny(nn.Module):
         self.frozen.requires_grad_(False)
 
 
-def test_param_groups_exclude_bn_and_bias_from_weight_decay():
+def test_param_groups_exempt_only_bn_by_default_and_biases_on_request():
     model = Tiny()
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     decay, no_decay = param_groups(model, 1e-4)
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
-    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == {id(model.conv.weight), id(model.fc.weight), id(model.fc.bias)}
+    assert ids(no_decay["params"]) == {id(model.bn.weight), id(model.bn.bias)}
+    decay, no_decay = param_groups(model, 1e-4, decay_bias=False)
     assert ids(decay["params"]) == {id(model.conv.weight), id(model.fc.weight)}
     assert ids(no_decay["params"]) == {id(model.bn.weight), id(model.bn.bias), id(model.fc.bias)}
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_weight_decay_follows_the_original_bn_name_rule(frozen_bn):
+    """model_builder_video.py: a parameter is decayed unless its Caffe2 name contains "_bn"
+    (WEIGHT_DECAY_BN 0), so non-local conv biases and pred_b are decayed."""
+    from nlflow.models import ModelConfig, build_model
+    from nlflow.weights.name_map import tensor_names
+
+    model = build_model(ModelConfig(width=4, num_classes=3, frozen_bn=frozen_bn))
+    blob_of = {name.key: name.blob for name in tensor_names(model.config)}
+    params = dict(model.named_parameters())
+    decay, no_decay = param_groups(model, 1e-4)
+    names_of = lambda group: {key for key, p in params.items() if any(p is q for q in group["params"])}  # noqa: E731
+    assert names_of(decay) == {key for key in params if "_bn" not in blob_of[key]}
+    assert names_of(no_decay) == {key for key in params if "_bn" in blob_of[key]}
+    assert "res3.nl1.theta.bias" in names_of(decay) and "head.fc.bias" in names_of(decay)
 
 
 def test_optimizer_is_nesterov_sgd():

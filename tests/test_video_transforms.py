@@ -10,8 +10,10 @@ from nlflow.video.transforms import (
     MEAN,
     STD,
     center_crop,
+    crop_offsets,
     normalize,
     resize_short_side,
+    scaled_size,
     three_crops,
     train_augment_frames,
 )
@@ -59,6 +61,19 @@ def test_crops_cover_the_long_side():
     assert [int(c[0, 0, 0, 0]) for c in (top, bottom)] == [0, 20]
     with pytest.raises(ValueError):
         center_crop(clip, 61)
+
+
+def test_test_crops_and_scale_follow_the_original():
+    # ClipTransformFlex: offsets (H - crop) / 2 and (W - crop) / 2; crop p of 3 multiplies the height
+    # offset by p when it is positive, else the width offset (so an odd margin leaves a pixel).
+    assert crop_offsets(256, 341, 256, 3) == [(0, 0), (0, 42), (0, 84)]
+    assert crop_offsets(341, 256, 256, 3) == [(0, 0), (42, 0), (84, 0)]
+    assert crop_offsets(260, 341, 256, 3) == [(0, 42), (2, 42), (4, 42)]
+    assert crop_offsets(256, 341, 256, 1) == [(0, 42)]
+    # ScaleTransform: ratio = side / short side in float, long side = (int)(long * ratio).
+    assert scaled_size(240, 320, 256) == (256, 341)
+    assert scaled_size(320, 240, 256) == (341, 256)
+    assert scaled_size(90, 160, 256) == (256, 455)
 
 
 def test_train_augment_shape_range_and_flip():

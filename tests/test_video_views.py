@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from nlflow.datasets.demo import read_frame_index, render_class_frames, write_video
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, NlflowError
 from nlflow.video import decode
 from nlflow.video.transforms import MEAN, STD
 from nlflow.video.views import (
-    VideoTooShortError,
     ViewSpec,
     load_test_view_frames,
     load_test_views,
@@ -42,17 +41,29 @@ def test_train_clip_indices_window_and_stride():
     assert min(starts) == 0 and max(starts) == 68  # both ends of [0, N - T*S] are reachable
 
 
-def test_train_clip_indices_short_video_repeats_last_frame():
+def test_train_clip_of_a_short_video_wraps_around():
+    # customized_video_io.cc: start 0 when N < T * rate, frame j = (start + j * rate) % N.
     clip = train_clip_indices(10, 8, 2, np.random.default_rng(0))
-    assert clip == [0, 2, 4, 6, 8, 9, 9, 9]
+    assert clip == [0, 2, 4, 6, 8, 0, 2, 4]
 
 
-def test_test_clip_starts_spread_first_to_last():
-    assert test_clip_starts(164, 8, 8, 10) == [100 * k // 9 for k in range(10)]
-    assert test_clip_starts(164, 8, 8, 10)[-1] == 100
-    assert test_clip_starts(164, 8, 8, 1) == [50]
-    assert test_clip_starts(64, 8, 8, 3) == [0, 0, 0]
-    assert test_clip_starts(40, 8, 8, 2) == [0, 0]
+def test_test_clip_starts_follow_the_original_decoder():
+    # DecodeClipFromVideoFileFlex: frame_gaps = (float)N / (float)K; start_k = (int)(frame_gaps * k) % N.
+    assert test_clip_starts(164, 10) == [0, 16, 32, 49, 65, 82, 98, 114, 131, 147]
+    assert test_clip_starts(30, 10) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]
+    assert test_clip_starts(7, 10) == [0, 0, 1, 2, 2, 3, 4, 4, 5, 6]
+    assert test_clip_starts(100, 3) == [0, 33, 66]
+    assert test_clip_starts(164, 1) == [0]
+    with pytest.raises(NlflowError):
+        test_clip_starts(0, 10)
+
+
+def test_test_clips_of_a_video_shorter_than_one_clip_wrap_around():
+    spec = ViewSpec(video_length=8, sample_rate=8, num_clips=10, num_crops=3)
+    clips = test_clip_indices(30, spec)
+    assert len(clips) == 10 and all(len(clip) == 8 for clip in clips)
+    assert clips[0] == [0, 8, 16, 24, 2, 10, 18, 26]
+    assert clips[9] == [27, 5, 13, 21, 29, 7, 15, 23]
 
 
 def test_view_spec_round_trip_and_validation():
@@ -91,13 +102,16 @@ def test_load_test_views_resizes_and_centre_crops(wide_video):
     assert -MEAN / STD - 1e-4 <= float(views.min()) and float(views.max()) <= (255 - MEAN) / STD + 1e-4
 
 
-def test_load_test_views_short_video(wide_video):
+def test_a_video_shorter_than_one_clip_gives_every_view(wide_video):
     spec = ViewSpec(video_length=8, sample_rate=16, num_clips=2, num_crops=1)
-    with pytest.raises(VideoTooShortError):
-        load_test_views(wide_video, spec)
-    views = load_test_views(wide_video, spec, allow_short=True)
-    assert views.shape == (2, 3, 8, 256, 256)
-    assert torch.equal(views[0], views[1])  # both clips start at 0 when nothing else fits
+    views = load_test_view_frames(wide_video, spec)
+    assert views.shape == (2, 8, 256, 256, 3)
+    # Clip 1 starts at frame 60 and wraps: 60, 76, 92, 108, then 4, 20, 36, 52.
+    expected = [60, 76, 92, 108, 4, 20, 36, 52]
+    frames = decode.decode_frames(wide_video, expected)
+    assert [read_frame_index(frame) for frame in frames] == expected
+    left = (344 - 256) // 2  # the centre crop of a 344 x 256 frame
+    assert torch.equal(views[1], torch.from_numpy(frames[:, :, left : left + 256]))
 
 
 def test_view_frames_are_the_uint8_pixels_of_the_normalised_views(wide_video):
@@ -113,5 +127,5 @@ def test_view_frames_are_the_uint8_pixels_of_the_normalised_views(wide_video):
 
 def test_load_test_views_recovers_from_overstated_frame_count(wide_video):
     spec = ViewSpec(video_length=2, sample_rate=2, num_clips=3, num_crops=1)
-    views = load_test_views(wide_video, spec, num_frames=150)  # header claims more than decodes
+    views = load_test_views(wide_video, spec, num_frames=400)  # header claims more than decodes
     assert torch.equal(views, load_test_views(wide_video, spec, num_frames=120))

@@ -131,25 +131,25 @@ def downscale(
         log.warning("%s: %s (%s)", row.video, row.status, row.error)
 
 
-def _usable(entries: list[tuple[str, int]], manifest: str, min_frames: int) -> list[tuple[str, int]]:
+def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) -> tuple[list[tuple[str, int]], list[tuple[str, int, str]]]:
     from nlflow.store.manifest import summarize_exclusions, usable_entries
-    from nlflow.video.downscale import read_manifest
 
-    kept, excluded = usable_entries(entries, read_manifest(manifest), min_frames)
-    log.info("%s", summarize_exclusions(excluded, total=len(entries), min_frames=min_frames))
-    for video, reason in excluded:
+    kept, excluded = usable_entries(entries, manifest_rows)
+    log.info("%s", summarize_exclusions(excluded, total=len(entries)))
+    for video, _, reason in excluded:
         log.warning("excluded %s: %s", video, reason)
     if not kept:
-        raise NlflowError("no usable videos left after excluding corrupt, empty and too-short ones")
-    return kept
+        raise NlflowError("no usable videos left after excluding missing, corrupt and empty ones")
+    return kept, excluded
 
 
-def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int, min_frames: int) -> None:
+def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
     from nlflow.datasets.ucf101 import format_list, read_list
     from nlflow.fileio import write_text_atomic
     from nlflow.store.shuffle import shuffle_repeat
+    from nlflow.video.downscale import read_manifest
 
-    kept = _usable(read_list(train_list), manifest, min_frames)
+    kept, _ = _usable(read_list(train_list), read_manifest(manifest))
     shuffled = shuffle_repeat(kept, repeats, seed)
     write_text_atomic(out, format_list(shuffled))
     log.info("training list: %d videos x %d repeats, shuffled with seed %d -> %s", len(kept), repeats, seed, out)
@@ -163,18 +163,17 @@ def write_lmdb(
     out: str,
     kind: str,
     embed: bool,
-    min_frames: int,
 ) -> None:
     from nlflow.datasets.ucf101 import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
     from nlflow.video.downscale import read_manifest
 
     rows = read_manifest(manifest)
-    entries = _usable(read_list(entries_list), manifest, min_frames)
+    entries, excluded = _usable(read_list(entries_list), rows)
     count = write_store(
         out, entries, videos_dir, kind=kind, classes=read_classes(classes_file),
-        settings={"min_frames": min_frames, "source_list": Path(entries_list).name},
-        frames={video: rows[video].frames for video, _ in entries}, embed=embed,
+        settings={"source_list": Path(entries_list).name},
+        frames={video: rows[video].frames for video, _ in entries}, embed=embed, excluded=excluded,
     )
     log.info("%s store: %d records -> %s", kind, count, out)
 
@@ -288,8 +287,8 @@ def evaluate(
         batch_size=batch_size, num_workers=num_workers, aggregate=aggregate,
     )
     log.info(
-        "video-level top-1 %.4f, top-5 %.4f over %d videos (%d views each)",
-        metrics["top1"], metrics["top5"], metrics["num_videos"], spec.num_views,
+        "video-level top-1 %.4f, top-5 %.4f over the %d listed test videos (%d views each)",
+        metrics["top1"], metrics["top5"], metrics["num_listed"], spec.num_views,
     )
 
 

@@ -9,5 +9,4 @@ run_stage(
     out=snakemake.output[0],
     repeats=snakemake.params.repeats,
     seed=snakemake.params.seed,
-    min_frames=snakemake.params.min_frames,
 )

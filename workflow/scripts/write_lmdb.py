@@ -11,5 +11,4 @@ run_stage(
     out=snakemake.output[0],
     kind=snakemake.params.kind,
     embed=snakemake.params.embed,
-    min_frames=snakemake.params.min_frames,
 )

@@ -6,7 +6,8 @@ is Grow played backwards, from the same parameter distributions, so a single fra
 and a model must use time. The output mimics the real downloads byte for byte in layout:
 ``UCF101.rar`` (``UCF-101/<Class>/v_<Class>_gGG_cCC.avi``, MPEG-4 Part 2 in AVI, 320x240, 25 fps) and
 ``UCF101TrainTestSplits-RecognitionTask.zip`` (``ucfTrainTestlist/classInd.txt``, train/test lists
-for 3 splits). One truncated and one too-short video exercise the error paths downstream.
+for 3 splits). One truncated video exercises the error path downstream; two videos shorter than one
+clip (one in a training group, one in a test group of split 1) exercise periodic clip sampling.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ SPLITS_ZIP_NAME = "UCF101TrainTestSplits-RecognitionTask.zip"
 MANIFEST_NAME = "demo_manifest.json"
 ARCHIVE_ROOT = "UCF-101"
 SPLITS_ROOT = "ucfTrainTestlist"
-# Train group in every split (splits test groups 1-21), so the bad videos never reach a test set.
+# Train group in every split (splits test groups 1-21), so the undecodable video never reaches a test set.
 BAD_VIDEO_GROUP = 25
 CORRUPT_VIDEO = ("Shrink", BAD_VIDEO_GROUP, 1)
-SHORT_VIDEO = ("MoveUp", BAD_VIDEO_GROUP, 1)
-SHORT_VIDEO_FRAMES = 30  # < one demo clip (8 frames x stride 8 = 64)
+# Shorter than one demo clip (8 frames x stride 8 = 64): kept and sampled periodically, as the
+# original does. Group 25 trains in every split; group 3 is a test group of split 1.
+SHORT_VIDEOS = (("MoveUp", BAD_VIDEO_GROUP, 1), ("Grow", 3, 1))
+SHORT_VIDEO_FRAMES = 30
 # Fixed archive timestamps keep the archives byte-identical for a given seed.
 ARCHIVE_MTIME = 1357000000  # 2013-01-01
 ZIP_DATE_TIME = (2013, 1, 1, 0, 0, 0)
@@ -414,8 +417,8 @@ def generate_demo(
     """Write ``UCF101.rar``, ``UCF101TrainTestSplits-RecognitionTask.zip`` and ``demo_manifest.json``.
 
     Deterministic for a given seed and arguments (each video's randomness is keyed by its name, so
-    ``n_jobs`` does not matter; None = all cores). The corrupt and the short video are ordinary
-    entries of the split files (train group 25 in every split).
+    ``n_jobs`` does not matter; None = all cores). The corrupt and the short videos are ordinary
+    entries of the split files (the corrupt one trains in every split; see ``SHORT_VIDEOS``).
     """
     started = time.perf_counter()
     if clips_per_group < 1:
@@ -426,13 +429,13 @@ def generate_demo(
     out.mkdir(parents=True, exist_ok=True)
     classes = list(DEMO_CLASSES)
     short_frames = SHORT_VIDEO_FRAMES if num_frames > SHORT_VIDEO_FRAMES else max(1, num_frames // 2)
-    corrupt_rel, short_rel = video_relpath(*CORRUPT_VIDEO), video_relpath(*SHORT_VIDEO)
+    corrupt_rel, short_rels = video_relpath(*CORRUPT_VIDEO), {video_relpath(*video) for video in SHORT_VIDEOS}
     jobs = []
     for label, name in enumerate(classes):
         for group in range(1, NUM_GROUPS + 1):
             for clip in range(1, clips_per_group + 1):
                 rel = video_relpath(name, group, clip)
-                kind = "corrupt" if rel == corrupt_rel else "short" if rel == short_rel else "ok"
+                kind = "corrupt" if rel == corrupt_rel else "short" if rel in short_rels else "ok"
                 jobs.append({"video": rel, "class": name, "label": label, "group": group, "clip": clip,
                              "frames": short_frames if kind == "short" else num_frames, "kind": kind})
 

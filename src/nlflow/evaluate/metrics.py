@@ -111,13 +111,20 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
 
 
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """Number of rows whose label is among the k best scores."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 0
+    return int((top_k(scores, k) == labels[:, None]).any(axis=1).sum())
+
+
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of rows whose label is among the k best scores (k >= classes gives 1.0)."""
     labels = np.asarray(labels)
     if len(labels) == 0:
         return float("nan")
-    hits = (top_k(scores, k) == labels[:, None]).any(axis=1)
-    return float(hits.mean())
+    return topk_hits(scores, labels, k) / len(labels)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -159,11 +166,15 @@ def compute_metrics(
     classes: Sequence[str],
     aggregate: str = "mean_softmax",
     views: Sequence[int] | None = None,
+    num_listed: int | None = None,
 ) -> dict:
     """All evaluation numbers as a JSON-ready dict (accuracies in 0..1).
 
-    ``top1``/``top5``/``mean_class_accuracy`` are video-level (views aggregated by ``aggregate``);
-    ``clip_top1`` is the single-view accuracy over the same views, reported separately.
+    ``top1``/``top5`` are video-level (views aggregated by ``aggregate``) over ``num_listed``
+    videos, the whole test list as the original counts it (``TEST.DATASET_SIZE``): a listed video
+    without scores (it failed to decode) counts as wrong. ``top1_decoded``/``top5_decoded`` and
+    everything else (``mean_class_accuracy``, ``clip_top1``, per-class numbers, the confusion
+    matrix) are over the scored videos only. ``num_listed`` None: every video was scored.
     """
     labels_arr = np.asarray(labels, dtype=np.int64)
     num_classes = len(classes)
@@ -174,16 +185,23 @@ def compute_metrics(
         raise MetricsError(f"scores have {probs.shape[2]} classes but {num_classes} class names were given")
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= num_classes):
         raise MetricsError(f"labels must be in 0..{num_classes - 1}")
+    listed = len(labels_arr) if num_listed is None else int(num_listed)
+    if listed < len(labels_arr):
+        raise MetricsError(f"{len(labels_arr)} scored videos but only {listed} listed")
     selected = list(views) if views is not None else list(range(probs.shape[1]))
     scores = aggregate_scores(probs, view_logits, aggregate, selected)
     predicted = scores.argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
     matrix = confusion_matrix(labels_arr, predicted, num_classes)
     class_acc = per_class_accuracy(matrix)
+    hits1, hits5 = topk_hits(scores, labels_arr, 1), topk_hits(scores, labels_arr, 5)
     return {
-        "top1": topk_accuracy(scores, labels_arr, 1),
-        "top5": topk_accuracy(scores, labels_arr, 5),
+        "top1": hits1 / listed if listed else float("nan"),
+        "top5": hits5 / listed if listed else float("nan"),
+        "top1_decoded": topk_accuracy(scores, labels_arr, 1),
+        "top5_decoded": topk_accuracy(scores, labels_arr, 5),
         "mean_class_accuracy": mean_class_accuracy(matrix),
         "clip_top1": clip_top1(probs, labels_arr, selected),
+        "num_listed": listed,
         "num_videos": int(len(labels_arr)),
         "num_views": len(selected),
         "views": selected,

@@ -318,6 +318,7 @@ def _metrics_from_cached(
 ) -> tuple[dict, list[list]]:
     spec = ViewSpec.from_dict(identity["spec"])
     classes = identity["classes"]
+    excluded = identity["test_set"].get("excluded", [])
     views = view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
     good = [item for item in items if not item.error]
     if not good:
@@ -325,11 +326,14 @@ def _metrics_from_cached(
     probs = np.stack([i.probs for i in good])
     logits = np.stack([i.logits for i in good])
     labels = [i.label for i in good]
-    metrics = compute_metrics(probs, logits, labels, classes, aggregate, views)
+    # The original divides by every listed test video (TEST.DATASET_SIZE): a video that was left
+    # out of the store or failed to decode counts as wrong.
+    metrics = compute_metrics(probs, logits, labels, classes, aggregate, views, num_listed=len(items) + len(excluded))
     metrics["views_subset"] = views_subset if views_subset is None or isinstance(views_subset, str) else list(views_subset)
     metrics["spec"] = spec.to_dict()
     metrics["checkpoint_sha256"] = identity["checkpoint_sha256"]
-    metrics["failed_videos"] = [{"video": i.video, "error": i.error} for i in items if i.error]
+    metrics["failed_videos"] = [{"video": i.video, "label": i.label, "error": i.error} for i in items if i.error]
+    metrics["excluded_videos"] = excluded
     scores = aggregate_scores(probs, logits, aggregate, views)
     rows = _prediction_rows([i.video for i in good], labels, scores, classes)
     return metrics, rows
@@ -363,10 +367,9 @@ def evaluate(
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
     reader = LmdbReader(test_lmdb)
-    videos, labels = [], []
-    for record in reader:  # one at a time: embedded records carry the whole file
-        videos.append(record.video)
-        labels.append(record.label)
+    entries = reader.entries()  # headers only: embedded records carry the whole file
+    videos, labels = [video for video, _ in entries], [label for _, label in entries]
+    excluded = [{"video": video, "label": label, "reason": reason} for video, label, reason in reader.excluded]
     classes = _check_classes(model, reader.classes, checkpoint)
     cfg = model.config
     if (cfg.video_length, cfg.sample_rate) != (spec.video_length, spec.sample_rate):
@@ -380,7 +383,7 @@ def evaluate(
         "version": CACHE_VERSION,
         "checkpoint_sha256": file_sha256(checkpoint),
         "spec": spec.to_dict(),
-        "test_set": {"count": len(videos), "videos_sha256": _videos_fingerprint(videos, labels)},
+        "test_set": {"count": len(videos), "videos_sha256": _videos_fingerprint(videos, labels), "excluded": excluded},
         "classes": classes,
         "precision": scorer.precision,
     }
@@ -434,8 +437,11 @@ def evaluate(
     }
     write_predictions_csv(predictions_csv, rows)
     write_json_atomic(metrics_json, metrics)
-    log.info("video top-1 %.4f, top-5 %.4f, clip top-1 %.4f over %d videos (%s)",
-             metrics["top1"], metrics["top5"], metrics["clip_top1"], metrics["num_videos"], aggregate)
+    log.info("video top-1 %.4f, top-5 %.4f over all %d listed test videos (%.4f / %.4f over the %d decoded); "
+             "clip top-1 %.4f (%s)", metrics["top1"], metrics["top5"], metrics["num_listed"], metrics["top1_decoded"],
+             metrics["top5_decoded"], metrics["num_videos"], metrics["clip_top1"], aggregate)
+    for video in metrics["excluded_videos"]:
+        log.warning("test video %s is not in the store (%s): counted as wrong", video["video"], video["reason"])
     return metrics
 
 

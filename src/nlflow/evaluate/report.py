@@ -149,15 +149,19 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
         "",
         "| metric | value |",
         "| --- | --- |",
-        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}) | {_pct(evaluation.get('top1'))} |",
-        f"| video top-5 | {_pct(evaluation.get('top5'))} |",
-        f"| mean class accuracy (video level) | {_pct(evaluation.get('mean_class_accuracy'))} |",
+        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}), all listed test videos | {_pct(evaluation.get('top1'))} |",
+        f"| video top-5, all listed test videos | {_pct(evaluation.get('top5'))} |",
+        f"| video top-1 / top-5, decoded videos only | {_pct(evaluation.get('top1_decoded'))} / {_pct(evaluation.get('top5_decoded'))} |",
+        f"| mean class accuracy (video level, decoded videos) | {_pct(evaluation.get('mean_class_accuracy'))} |",
         f"| clip-level top-1 (single view, not aggregated) | {_pct(evaluation.get('clip_top1'))} |",
-        f"| test videos | {evaluation.get('num_videos', 'n/a')} |",
+        f"| test videos listed / decoded and scored | {evaluation.get('num_listed', 'n/a')} / {evaluation.get('num_videos', 'n/a')} |",
     ]
     failed = evaluation.get("failed_videos") or []
-    if failed:
-        lines.append(f"| videos that failed to decode (not counted) | {len(failed)} |")
+    excluded = evaluation.get("excluded_videos") or []
+    if failed or excluded:
+        lines += ["", "Listed test videos without scores (counted as wrong in the all-listed figures, as the original does):", ""]
+        lines += [f"- `{v['video']}`: not in the test store ({v['reason']})" for v in excluded]
+        lines += [f"- `{v['video']}`: failed to decode ({v['error']})" for v in failed]
     iterations, losses = _series(records, "loss")
     _, val = _series(records, "val_top1")
     if records:

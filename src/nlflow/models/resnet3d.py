@@ -210,10 +210,18 @@ def make_stage(
 
 
 class Head(nn.Module):
-    """Global average pool over (t, h, w) -> dropout -> fc."""
+    """The original's head: ``pool5`` (average, kernel ``pool_size``, stride 1) -> dropout -> ``pred``.
 
-    def __init__(self, dim_in: int, num_classes: int, dropout: float) -> None:
+    ``pool_size`` is the original's ``[pool_stride, 7, 7]``: the res5 length of a training clip in
+    time and 7 x 7 in space. On a 224-pixel training clip res5 is exactly that size, so pool5 is
+    the global average and ``pred`` a linear layer (:meth:`forward`). At test time
+    (:meth:`forward_map`) the original keeps pool5 and runs ``pred`` as a 1x1x1 convolution over
+    what pool5 leaves (2 x 2 positions on a 256-pixel view).
+    """
+
+    def __init__(self, dim_in: int, num_classes: int, dropout: float, pool_size: Sequence[int] = (4, 7, 7)) -> None:
         super().__init__()
+        self.pool_size = tuple(int(k) for k in pool_size)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(dim_in, num_classes)
         nn.init.normal_(self.fc.weight, std=0.01)
@@ -222,14 +230,20 @@ class Head(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features.mean(dim=(2, 3, 4))))
 
+    def pool5(self, features: torch.Tensor) -> torch.Tensor:
+        """The original's pool5 on a feature map of any size; a kernel side longer than the map
+        (a view smaller than 224 pixels, which the original cannot test) is cut to the map."""
+        kernel = tuple(min(k, size) for k, size in zip(self.pool_size, features.shape[2:]))
+        return F.avg_pool3d(features, kernel, stride=1)
+
     def forward_map(self, features: torch.Tensor) -> torch.Tensor:
-        """The fc as a 1x1x1 convolution: per-position logits [N, C, t, h, w] (no dropout)."""
+        """Test mode: pool5, then ``pred`` as a 1x1x1 convolution: logits [N, C, t, h, w] per pool5 position."""
         weight = self.fc.weight.view(*self.fc.weight.shape, 1, 1, 1)
-        return F.conv3d(features, weight, self.fc.bias)
+        return F.conv3d(self.pool5(features), weight, self.fc.bias)
 
 
-def make_head(dim_in: int, num_classes: int, dropout: float) -> Head:
-    return Head(dim_in, num_classes, dropout)
+def make_head(dim_in: int, num_classes: int, dropout: float, pool_size: Sequence[int] = (4, 7, 7)) -> Head:
+    return Head(dim_in, num_classes, dropout, pool_size)
 
 
 class ResNet3D(nn.Module):
@@ -259,5 +273,7 @@ class ResNet3D(nn.Module):
         return self.head(self.features(x))
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Fully-convolutional logits [N, C, t, h, w] for inputs of any spatial size."""
+        """The original's fully-convolutional test mode: logits [N, C, t, h, w] at every position pool5
+        leaves (1 x 2 x 2 for an 8-frame 256-pixel view); the test score of a view is the mean over
+        positions of the softmax at each position."""
         return self.head.forward_map(self.features(x))

@@ -145,9 +145,7 @@ class TrainClipDataset(Dataset):
 def _load_views(reader: LmdbReader, index: int, spec: ViewSpec) -> tuple[torch.Tensor, int]:
     record = reader[index]
     try:
-        # Too-short videos were excluded when the store was built; allow_short keeps a
-        # borderline one (frame count overstated) from stopping a long evaluation.
-        views = load_test_view_frames(record.source, spec, allow_short=True, num_frames=record.frames)
+        views = load_test_view_frames(record.source, spec, num_frames=record.frames)
     except NlflowError as err:
         raise SampleLoadError(f"{reader.kind} video {record.video} (record {index} of {reader.path}): {err}") from err
     return views, record.label
@@ -156,9 +154,11 @@ def _load_views(reader: LmdbReader, index: int, spec: ViewSpec) -> tuple[torch.T
 class ValClipDataset(Dataset):
     """One clip per video ``(clip uint8 [T, S, S, 3], label)`` for clip accuracy during training.
 
-    The centre clip in time, short side ``spec.scale``, centre crop ``spec.crop_size``: the same
-    code path as the test views (``load_test_view_frames`` with one clip and one crop); the
-    training loop normalises it on its device like the training clips.
+    The one clip the test rule gives for K = 1 (start frame 0), short side ``spec.scale``, centre
+    crop ``spec.crop_size``: the same code path as the test views (``load_test_view_frames`` with
+    one clip and one crop); the training loop normalises it on its device like the training clips.
+    (The original validated on 10 clips x the centre crop per video: a listed deviation, one clip
+    keeps validation cheap.)
     """
 
     def __init__(self, lmdb_path: str | os.PathLike, spec: ViewSpec):

@@ -2,7 +2,9 @@
 
 Layout (format "nlflow-lmdb", version 1):
 
-* key ``b"__meta__"``: UTF-8 JSON ``{"format", "version", "kind", "count", "classes", "embedded", "settings"}``
+* key ``b"__meta__"``: UTF-8 JSON ``{"format", "version", "kind", "count", "classes", "embedded", "settings",
+  "excluded"}``; ``excluded`` lists the list entries left out (``{"video", "label", "reason"}``), so
+  evaluation can count every listed test video
 * key ``b"%08d" % i``: 4-byte little-endian header length, a UTF-8 JSON header
   ``{"video", "label", "frames"}`` (plus ``"path"``, absolute, in path mode), then the raw bytes of
   the video file (embedded mode) or nothing (path mode).
@@ -126,9 +128,12 @@ def write_store(
     settings: Mapping[str, Any],
     frames: Mapping[str, int],
     embed: bool = True,
+    excluded: Sequence[tuple[str, int, str]] = (),
 ) -> int:
     """Write ``entries`` (relative video path, label) into a single-file LMDB at ``path``.
 
+    ``excluded`` are the list entries that could not be stored, as ``(video, label, reason)``;
+    they are kept in the metadata (:attr:`LmdbReader.excluded`).
     ``frames`` maps each relative path to its decoded frame count (from the downscale manifest).
     ``embed=True`` stores the file bytes; ``embed=False`` stores the absolute path only.
     The file appears at ``path`` only when complete (no ``-lock`` file is left next to it).
@@ -158,6 +163,7 @@ def write_store(
         "classes": list(classes),
         "embedded": bool(embed),
         "settings": dict(settings),
+        "excluded": [{"video": video, "label": int(label), "reason": reason} for video, label, reason in excluded],
     }
     with atomic_path(path) as tmp:
         # lock=False: the temp file has a single writer and no -lock file may appear beside it.
@@ -286,6 +292,11 @@ class LmdbReader:
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
+
+    @property
+    def excluded(self) -> list[tuple[str, int, str]]:
+        """List entries that were left out of the store: ``(video, label, reason)``."""
+        return [(str(e["video"]), int(e["label"]), str(e["reason"])) for e in self.meta.get("excluded", [])]
 
     def _checked_index(self, index: int) -> int:
         """``index`` as a position in the store (negative counts from the end), or IndexError."""

@@ -1,5 +1,5 @@
-"""Training settings and the SGD solver of the original: Nesterov momentum, no weight decay on BN
-and biases, step-wise relative learning rates with an optional linear warm-up."""
+"""Training settings and the SGD solver of the original: Nesterov momentum, weight decay on every
+parameter but the BN ones, step-wise relative learning rates with an optional linear warm-up."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class TrainSettings:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
+    # The original decays every parameter whose name lacks "_bn" (WEIGHT_DECAY_BN 0): biases of the
+    # non-local convs and of the classifier included. False exempts biases too (a common variant).
+    weight_decay_bias: bool = True
     dropout: float = 0.5
     crop_size: int = 224
     scale_range: tuple[int, int] = (256, 320)
@@ -158,8 +161,9 @@ def _norm_types() -> tuple[type, ...]:
             Affine3d)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: conv/fc weights with weight decay; BN parameters and all biases without."""
+def param_groups(model: nn.Module, weight_decay: float, decay_bias: bool = True) -> list[dict[str, Any]]:
+    """Two groups: with weight decay, every parameter but the norm layers' (the original's
+    ``'_bn' in name`` rule); without, the norm layers' parameters, and the biases unless ``decay_bias``."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
@@ -170,7 +174,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            if is_norm or name == "bias" or name.endswith("_bias"):
+            if is_norm or (not decay_bias and (name == "bias" or name.endswith("_bias"))):
                 no_decay.append(param)
             else:
                 decay.append(param)
@@ -182,7 +186,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.SGD:
     return torch.optim.SGD(
-        param_groups(model, settings.weight_decay),
+        param_groups(model, settings.weight_decay, settings.weight_decay_bias),
         lr=lr_at(0, settings),
         momentum=settings.momentum,
         nesterov=settings.nesterov and settings.momentum > 0,

@@ -25,10 +25,12 @@ def _as_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(height, width) with the short side equal to ``short_side`` and the aspect ratio kept."""
+    """(height, width) with the short side equal to ``short_side`` and the long side scaled by the
+    same single-precision ratio and truncated, as the original's ``ScaleTransform`` computes it."""
+    ratio = np.float32(short_side) / np.float32(min(height, width))
     if height <= width:
-        return short_side, max(1, int(round(width * short_side / height)))
-    return max(1, int(round(height * short_side / width))), short_side
+        return short_side, max(1, int(np.float32(width) * ratio))
+    return max(1, int(np.float32(height) * ratio)), short_side
 
 
 def _resize_bilinear(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -62,17 +64,19 @@ def resize_short_side(frames: np.ndarray | torch.Tensor, size: int) -> np.ndarra
 
 
 def crop_offsets(height: int, width: int, crop: int, count: int) -> list[tuple[int, int]]:
-    """(top, left) of ``count`` (1 or 3) crops: centre, or spread along the long side."""
+    """(top, left) of ``count`` (1 or 3) test crops, as the original's ``ClipTransformFlex``:
+    the centre, or the centre offset times 0, 1 and 2 along the height when the height leaves room
+    to move (more than one pixel), else along the width."""
     if crop > height or crop > width:
         raise ValueError(f"crop {crop} larger than frames {height}x{width}")
-    centre = ((height - crop) // 2, (width - crop) // 2)
+    top, left = (height - crop) // 2, (width - crop) // 2
     if count == 1:
-        return [centre]
+        return [(top, left)]
     if count != 3:
         raise ValueError(f"number of crops must be 1 or 3, got {count}")
-    if width >= height:
-        return [(centre[0], 0), centre, (centre[0], width - crop)]
-    return [(0, centre[1]), centre, (height - crop, centre[1])]
+    if top > 0:
+        return [(top * position, left) for position in range(3)]
+    return [(top, left * position) for position in range(3)]
 
 
 def center_crop(frames, crop: int):

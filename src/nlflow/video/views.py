@@ -21,10 +21,6 @@ from nlflow.video.transforms import crop_offsets, normalize_channels_last, resiz
 log = logging.getLogger(__name__)
 
 
-class VideoTooShortError(NlflowError):
-    """The video has fewer frames than one clip spans."""
-
-
 @dataclass(frozen=True)
 class ViewSpec:
     """How a video becomes test views: ``num_clips`` windows along time x ``num_crops`` crops."""
@@ -64,45 +60,44 @@ class ViewSpec:
 
 
 def _clip_from_start(start: int, num_frames: int, video_length: int, sample_rate: int) -> list[int]:
-    # Past the end the last frame repeats (only reachable for videos shorter than a clip).
-    return [min(start + i * sample_rate, num_frames - 1) for i in range(video_length)]
+    # Periodic sampling, as the original's decoder: a clip that runs past the end continues from
+    # frame 0, so a video shorter than one clip span still gives full clips.
+    return [(start + i * sample_rate) % num_frames for i in range(video_length)]
+
+
+def _check_frames(num_frames: int) -> None:
+    if num_frames < 1:
+        raise NlflowError("a video with no frames has no clips")
 
 
 def train_clip_indices(
     num_frames: int, video_length: int, sample_rate: int, rng: np.random.Generator
 ) -> list[int]:
-    """A random window of ``video_length * sample_rate`` frames, one frame every ``sample_rate``."""
-    if num_frames < 1:
-        raise ValueError("a video with no frames has no clips")
+    """A random clip: start uniform in ``[0, N - video_length * sample_rate]`` (0 when negative),
+    then one frame every ``sample_rate``, wrapping past the end (``customized_video_io.cc``)."""
+    _check_frames(num_frames)
     max_start = num_frames - video_length * sample_rate
     start = int(rng.integers(0, max_start + 1)) if max_start > 0 else 0
     return _clip_from_start(start, num_frames, video_length, sample_rate)
 
 
-def test_clip_starts(num_frames: int, video_length: int, sample_rate: int, num_clips: int) -> list[int]:
-    """Start frames of ``num_clips`` windows spread evenly from the first to the last possible start.
-
-    ``start_k = (num_frames - span) * k // (num_clips - 1)``; a single clip is centred.
-    """
+def test_clip_starts(num_frames: int, num_clips: int) -> list[int]:
+    """Start frame of test clip k of K: ``int(N / K * k) % N``, computed in single precision as the
+    original's ``DecodeClipFromVideoFileFlex`` does (``frame_gaps`` is a C++ ``float``)."""
     if num_clips < 1:
         raise ValueError("num_clips must be at least 1")
-    max_start = max(0, num_frames - video_length * sample_rate)
-    if num_clips == 1:
-        return [max_start // 2]
-    return [max_start * k // (num_clips - 1) for k in range(num_clips)]
+    _check_frames(num_frames)
+    frame_gaps = np.float32(num_frames) / np.float32(num_clips)
+    return [int(frame_gaps * np.float32(k)) % num_frames for k in range(num_clips)]
 
 
 def test_clip_indices(num_frames: int, spec: ViewSpec) -> list[list[int]]:
     """Frame indices of every test clip, in clip order."""
-    starts = test_clip_starts(num_frames, spec.video_length, spec.sample_rate, spec.num_clips)
+    starts = test_clip_starts(num_frames, spec.num_clips)
     return [_clip_from_start(s, num_frames, spec.video_length, spec.sample_rate) for s in starts]
 
 
-def _decode_clips(source, spec: ViewSpec, num_frames: int, allow_short: bool):
-    if num_frames < spec.clip_span and not allow_short:
-        raise VideoTooShortError(
-            f"video has {num_frames} frames, fewer than one clip of {spec.video_length} x {spec.sample_rate}"
-        )
+def _decode_clips(source, spec: ViewSpec, num_frames: int):
     clips = test_clip_indices(num_frames, spec)
     union = sorted({index for clip in clips for index in clip})
     return clips, union, decode.decode_frames(source, union)
@@ -111,7 +106,6 @@ def _decode_clips(source, spec: ViewSpec, num_frames: int, allow_short: bool):
 def load_test_view_frames(
     source: str | os.PathLike[str] | bytes,
     spec: ViewSpec,
-    allow_short: bool = False,
     *,
     num_frames: int | None = None,
 ) -> torch.Tensor:
@@ -125,13 +119,13 @@ def load_test_view_frames(
     if num_frames is None:
         num_frames = decode.probe(source).frames
     try:
-        clips, union, frames = _decode_clips(source, spec, num_frames, allow_short)
+        clips, union, frames = _decode_clips(source, spec, num_frames)
     except decode.FramesPastEndError as err:
         # Container headers can overstate the count (raw files): plan again with what decodes.
         if err.available < 1 or err.available >= num_frames:
             raise
         log.warning("%s; using %d frames", err, err.available)
-        clips, union, frames = _decode_clips(source, spec, err.available, allow_short)
+        clips, union, frames = _decode_clips(source, spec, err.available)
     frames = resize_short_side(frames, spec.scale)
     row_of = {index: row for row, index in enumerate(union)}
     offsets = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)
@@ -169,12 +163,11 @@ def to_network_input(batch: torch.Tensor, device: torch.device, channels_last: b
 def load_test_views(
     source: str | os.PathLike[str] | bytes,
     spec: ViewSpec,
-    allow_short: bool = False,
     *,
     num_frames: int | None = None,
 ) -> torch.Tensor:
     """Normalised float32 views ``[V, 3, T, crop, crop]``: :func:`load_test_view_frames` + :func:`normalize_views`."""
-    return normalize_views(load_test_view_frames(source, spec, allow_short, num_frames=num_frames))
+    return normalize_views(load_test_view_frames(source, spec, num_frames=num_frames))
 
 
 # These are library functions whose names start with "test": keep pytest from collecting them
