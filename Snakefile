@@ -5,6 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from nlflow.evaluate.headline import headline_numbers
+
 min_version("9.0")
 
 if not config:

@@ -21,6 +21,8 @@ ARCHIVES = {
     for part in ("videos", "splits")
 }
 SPLIT = config["dataset"]["split"]
+# The HTML report's front page is rendered from the config alone: hand it the evaluation's numbers.
+config["report_headline"] = headline_numbers(R("evaluate/metrics.json"), config)
 LISTS = R(f"lists/split{SPLIT}")
 PRETRAINED_PKL = with_results_dir(config["pretrained"]["pkl"])
 

@@ -16,6 +16,7 @@ rule evaluate:
         batch_size=config["test"]["batch_size"],
         num_workers=config["test"]["num_workers"],
         aggregate=config["test"]["aggregate"],
+        amp=config["test"]["amp"],
         cache_dir=R("evaluate/view_scores"),
     log:
         R("logs/evaluate.log"),

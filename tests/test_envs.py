@@ -39,3 +39,17 @@ def test_every_rule_uses_the_conda_env():
     for smk in (REPO / "rules").glob("*.smk"):
         text = smk.read_text()
         assert text.count("script:") == text.count('conda:\n        "../envs/nlflow.yaml"'), smk.name
+
+
+def test_the_installed_requirements_build_the_html_report():
+    """`snakemake --report` needs pygments (snakemake's `reports` extra). The test extras pull it in
+    too, so check what installing nlflow alone asks for, not what this environment happens to hold."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    base = [Requirement(text) for text in requires("nlflow") or [] if "extra ==" not in text]
+    (snakemake_req,) = [req for req in base if req.name == "snakemake"]
+    assert "reports" in snakemake_req.extras
+    reports_extra = [Requirement(text) for text in requires("snakemake") or [] if 'extra == "reports"' in text]
+    assert "pygments" in {req.name for req in reports_extra}

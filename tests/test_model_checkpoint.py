@@ -1,5 +1,7 @@
 """Model checkpoints: atomic, self-describing, loadable with weights_only=True."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -60,6 +62,19 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         read_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="ModelConfig"):
         save_model_checkpoint(tmp_path / "c.pt", nn.Linear(2, 2))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_file_with_pickled_code_gets_one_line(tmp_path):
+    torch.save({"format": "nlflow-model", "payload": _RunsCode()}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(tmp_path / "code.pt")
+    message = str(caught.value)
+    assert "\n" not in message and "not a plain weights file" in message and "getcwd" in message
 
 
 def test_weights_that_do_not_fit_the_config_are_reported(tmp_path):

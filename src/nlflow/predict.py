@@ -118,6 +118,7 @@ def predict_videos(
     batch_size: int = 30,
     device: str | torch.device | None = None,
     aggregate: str = "mean_softmax",
+    amp: str = "none",
 ) -> list[Prediction]:
     """One Prediction per path, in order; a file that cannot be read or is too short gets ``error``.
 
@@ -137,7 +138,7 @@ def predict_videos(
     model = load_checkpoint(checkpoint)
     num_classes = model.config.num_classes
     classes = list(getattr(model, "classes", None) or [f"class_{i}" for i in range(num_classes)])
-    scorer = ViewScorer(model, batch_size, device)
+    scorer = ViewScorer(model, batch_size, device, amp)
 
     predictions = []
     for path in paths:

@@ -277,6 +277,7 @@ def evaluate(
     num_workers: int,
     aggregate: str,
     cache_dir: str,
+    amp: str = "none",
 ) -> None:
     from nlflow.evaluate.multiview import evaluate as run_evaluation
     from nlflow.video.views import ViewSpec
@@ -284,7 +285,7 @@ def evaluate(
     spec = ViewSpec.from_dict(dict(views))
     metrics = run_evaluation(
         model, test_lmdb, spec, cache_dir, metrics_out, predictions_out,
-        batch_size=batch_size, num_workers=num_workers, aggregate=aggregate,
+        batch_size=batch_size, num_workers=num_workers, aggregate=aggregate, amp=amp,
     )
     log.info(
         "video-level top-1 %.4f, top-5 %.4f over the %d listed test videos (%d views each)",

@@ -12,5 +12,6 @@ run_stage(
     batch_size=snakemake.params.batch_size,
     num_workers=snakemake.params.num_workers,
     aggregate=snakemake.params.aggregate,
+    amp=snakemake.params.amp,
     cache_dir=snakemake.params.cache_dir,
 )

@@ -39,6 +39,7 @@ from nlflow.video.views import ViewSpec, to_network_input
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "nlflow-eval-cache"
+TEST_AMP_MODES = ("none", "bf16")
 CACHE_VERSION = 1
 
 
@@ -67,17 +68,21 @@ class ViewScorer:
     """Runs a network over test views in batches of ``batch_size`` views: the one code path from
     views to per-view scores, shared by :func:`evaluate` and :mod:`nlflow.predict`.
 
-    bf16 autocast on CUDA (scores are computed in float32 from the bf16 logits); plain float32 on CPU.
-    ``forward_calls`` counts network invocations (tests use it to prove a resumed run computes nothing).
+    ``amp``: "none" (float32, the original's precision and the default) or "bf16" (autocast, on any
+    device; the scores are computed in float32 from the bf16 logits, and differ from float32 ones
+    by more than float noise). ``forward_calls`` counts network invocations (tests use it to prove
+    a resumed run computes nothing).
     """
 
-    def __init__(self, model: nn.Module, batch_size: int = 30, device: torch.device | str | None = None):
+    def __init__(self, model: nn.Module, batch_size: int = 30, device: torch.device | str | None = None, amp: str = "none"):
         if batch_size < 1:
             raise EvaluationError(f"batch_size must be at least 1, got {batch_size}")
+        if amp not in TEST_AMP_MODES:
+            raise EvaluationError(f"test precision must be one of {', '.join(TEST_AMP_MODES)}, got {amp!r}")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
-        self.amp = self.device.type == "cuda"
+        self.amp = amp == "bf16"
         self.forward_calls = 0
 
     @property
@@ -351,6 +356,7 @@ def evaluate(
     aggregate: str = "mean_softmax",
     views_subset: str | Sequence[int] | None = None,
     device: str | torch.device | None = None,
+    amp: str = "none",
 ) -> dict:
     """Score every test video with ``spec``'s views, cache per-view scores, write metrics and predictions.
 
@@ -377,7 +383,7 @@ def evaluate(
             "view spec %dx%d differs from the model's training clips %dx%d",
             spec.video_length, spec.sample_rate, cfg.video_length, cfg.sample_rate,
         )
-    scorer = ViewScorer(model, batch_size, device)
+    scorer = ViewScorer(model, batch_size, device, amp)
     identity = {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,

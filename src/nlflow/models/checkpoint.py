@@ -8,6 +8,8 @@ runs code from the file.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:  # torch's weights_only loader met a class or function to import and call
+            raise CheckpointError(
+                f"{path} is not a plain weights file: it holds pickled Python objects ({found.group(1)}),"
+                " which nlflow never runs (convert Caffe2 .pkl files with `nlflow weights convert`)"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch file, or damaged") from None
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

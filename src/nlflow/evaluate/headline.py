@@ -1,0 +1,40 @@
+"""The few numbers a reader of the HTML report wants first, read from a finished evaluation.
+
+Snakemake renders the report's front page (``workflow/report/workflow.rst``) with the config
+only, so the Snakefile reads these numbers at start-up and hands them over in the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+
+def _pct(value: Any) -> str:
+    return f"{100.0 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"
+
+
+def headline_numbers(metrics_json: str | os.PathLike, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Video top-1/top-5, clip top-1, test-video counts, model, dataset and split, as display
+    strings; None when the evaluation has not run yet (or its file cannot be read)."""
+    try:
+        with open(metrics_json) as handle:
+            metrics = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    model = config.get("model", {})
+    nonlocal_part = " non-local" if model.get("use_nonlocal") else ""
+    return {
+        "top1": _pct(metrics.get("top1")),
+        "top5": _pct(metrics.get("top5")),
+        "clip_top1": _pct(metrics.get("clip_top1")),
+        "num_listed": metrics.get("num_listed", metrics.get("num_videos", "n/a")),
+        "num_videos": metrics.get("num_videos", "n/a"),
+        "num_views": metrics.get("num_views", "n/a"),
+        "aggregate": metrics.get("aggregate", "n/a"),
+        "model": f"{str(model.get('arch', '?')).upper()}{nonlocal_part} ResNet-{model.get('depth', '?')}, "
+        f"{model.get('video_length', '?')} x {model.get('sample_rate', '?')} frames",
+        "dataset": config.get("dataset", {}).get("name", "?"),
+        "split": config.get("dataset", {}).get("split", "?"),
+    }
