@@ -1,5 +1,6 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
+from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
 
 
 def R(path):
@@ -24,7 +25,10 @@ SPLIT = config["dataset"]["split"]
 # The HTML report's front page is rendered from the config alone: hand it the evaluation's numbers.
 config["report_headline"] = headline_numbers(R("evaluate/metrics.json"), config)
 LISTS = R(f"lists/split{SPLIT}")
-PRETRAINED_PKL = with_results_dir(config["pretrained"]["pkl"])
+# pretrained.name completes the model section from the model zoo (a contradiction stops here).
+PRETRAINED = resolve_pretrained(config["model"], config["pretrained"])
+config["model"] = PRETRAINED.model
+PRETRAINED_PKL = with_results_dir(PRETRAINED.pkl)
 
 
 def archive_filenames():

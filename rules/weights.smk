@@ -1,9 +1,42 @@
 # Caffe2 weights (.pkl) -> a cleaned PyTorch checkpoint that starts fine-tuning at iteration 0.
 
 
+def pretrained_weights():
+    """The Caffe2 file clean_weights starts from: the zoo download, a local file, or none (scratch)."""
+    if PRETRAINED.name:
+        return [R(f"weights/download/{PRETRAINED.name}.pkl")]
+    return [PRETRAINED_PKL] if PRETRAINED_PKL else []
+
+
+rule download_weights:
+    output:
+        R("weights/download/{name}.pkl"),
+    wildcard_constraints:
+        name="|".join(zoo_names()),
+    params:
+        urls=lambda wildcards: [zoo_model(wildcards.name).url],
+        sha256=None,
+        # No checksum is published: the first complete download is recorded and later ones verified.
+        lock_file=lambda wildcards: R(f"weights/download/{wildcards.name}.pkl.sha256"),
+    message:
+        "Download the released model {wildcards.name} from {params.urls[0]}"
+    log:
+        R("logs/download_weights/{name}.log"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
+    script:
+        # The same adapter as download_ucf101: resumable, checksum-locked nlflow.stages.download.
+        "../workflow/scripts/download_ucf101.py"
+
+
 rule clean_weights:
     input:
-        pkl=[PRETRAINED_PKL] if PRETRAINED_PKL else [],
+        pkl=pretrained_weights(),
     output:
         R("weights/init.pt"),
     params:

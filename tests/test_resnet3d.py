@@ -1,5 +1,6 @@
 """ResNet 3-D pieces: stem sizes, bottleneck strides, zero-initialised residual branches, head."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -106,14 +107,15 @@ def test_cpu_fast_paths_compute_exactly_what_conv3d_computes():
         torch.testing.assert_close(fast_grads[1], conv.weight.grad, rtol=1e-5, atol=1e-5)
 
 
-def test_stem_weight_gradient_matches_conv3d():
+@pytest.mark.parametrize("temporal_stride", [1, 2])
+def test_stem_weight_gradient_matches_conv3d(temporal_stride):
     torch.manual_seed(0)
-    stem = make_stem(4, 5, BN).train()
-    x = torch.randn(2, 3, 6, 20, 20)
+    stem = make_stem(4, 5, BN, temporal_stride=temporal_stride).train()
+    x = torch.randn(2, 3, 8, 20, 20)
     stem(x).square().sum().backward()  # the CPU path with the planar weight gradient
     fast = stem.conv.weight.grad.clone()
     stem.conv.weight.grad = None
-    reference = torch.nn.functional.conv3d(x, stem.conv.weight, stride=(1, 2, 2), padding=(2, 3, 3))
+    reference = torch.nn.functional.conv3d(x, stem.conv.weight, stride=(temporal_stride, 2, 2), padding=(2, 3, 3))
     stem.pool(torch.relu(stem.bn(reference))).square().sum().backward()
     torch.testing.assert_close(fast, stem.conv.weight.grad, rtol=1e-4, atol=1e-4)
 

@@ -27,9 +27,18 @@ def _weights_convert(args: argparse.Namespace) -> int:
 
     report = convert_caffe2_to_checkpoint(
         args.src, args.dst, num_classes=args.num_classes, drop_head=args.drop_head,
-        keep_bn_stats=not args.drop_bn_stats,
+        keep_bn_stats=not args.drop_bn_stats, zoo_name=args.zoo_name,
     )
-    print(report)
+    print(report.summary())
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _weights_list(args: argparse.Namespace) -> int:
+    from nlflow.weights.zoo import format_zoo_table
+
+    print(format_zoo_table())
     return 0
 
 
@@ -72,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--num-classes", type=int, default=None, help="classes of the new head")
     convert.add_argument("--drop-head", action="store_true", help="drop pred_* and initialise a new head")
     convert.add_argument("--drop-bn-stats", action="store_true", help="drop BN running statistics (_rm, _riv)")
+    convert.add_argument("--zoo-name", default=None,
+                         help="the released model this file is (clip shape, stem); default: matched by file name")
     convert.set_defaults(func=_weights_convert)
+    listing = weights.add_parser("list", help="the released Kinetics models (the model zoo)")
+    listing.set_defaults(func=_weights_list)
     inspect = weights.add_parser("inspect", help="list blobs/tensors, shapes and what cleaning drops")
     inspect.add_argument("file")
     inspect.set_defaults(func=_weights_inspect)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlflow.models.nonlocal_block import NonLocalBlock
+from nlflow.models.nonlocal_block import NonLocalBlock, NonLocalSpec
 
 NormFactory = Callable[[int, bool], nn.Module]
 
@@ -109,13 +109,20 @@ class _Conv3dPlanarWeightGrad(torch.autograd.Function):
 
 
 class Stem(nn.Module):
-    """conv1 (T x 7 x 7, stride 1x2x2) -> BN -> ReLU -> max pool 1x3x3 stride 1x2x2."""
+    """conv1 (T x 7 x 7, stride s x 2 x 2) -> BN -> ReLU -> max pool s x 3 x 3, stride s x 2 x 2.
 
-    def __init__(self, dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0) -> None:
+    ``temporal_stride`` s: 1 in the original's ``resnet_video`` (time untouched), 2 in its
+    ``resnet_video_org`` (the paper's 32x2 / 128x1 models: conv1 and pool1 each halve time).
+    """
+
+    def __init__(
+        self, dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0, temporal_stride: int = 1
+    ) -> None:
         super().__init__()
-        self.conv = _conv(3, dim_out, (temporal_kernel, 7, 7), (1, 2, 2), (temporal_kernel // 2, 3, 3))
+        s = temporal_stride
+        self.conv = _conv(3, dim_out, (temporal_kernel, 7, 7), (s, 2, 2), (temporal_kernel // 2, 3, 3))
         self.bn = norm(dim_out, False)
-        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, pool_padding, pool_padding))
+        self.pool = nn.MaxPool3d((s, 3, 3), stride=(s, 2, 2), padding=(0, pool_padding, pool_padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(F.relu(self.bn(self._conv1(x)), inplace=True))
@@ -174,8 +181,8 @@ class Bottleneck(nn.Module):
         return F.relu(y + identity, inplace=True)
 
 
-def make_stem(dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0) -> Stem:
-    return Stem(dim_out, temporal_kernel, norm, pool_padding)
+def make_stem(dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0, temporal_stride: int = 1) -> Stem:
+    return Stem(dim_out, temporal_kernel, norm, pool_padding, temporal_stride)
 
 
 def make_bottleneck(
@@ -193,11 +200,14 @@ def make_stage(
     nonlocal_after: Sequence[int],
     norm: NormFactory,
     zero_init_final_bn: bool = True,
+    nonlocal_spec: NonLocalSpec | None = None,
 ) -> nn.Sequential:
     """Blocks named ``"0"``, ``"1"``, ...; a non-local block after block i is named ``"nl<i>"``.
 
     Only the first block strides and projects (as the original's ``res_stage_nonlocal``).
+    ``nonlocal_spec`` None: non-local blocks with ``norm`` over the whole clip.
     """
+    nonlocal_spec = nonlocal_spec or NonLocalSpec(norm)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for index, temporal_kernel in enumerate(temporal_kernels):
         block_stride = stride if index == 0 else 1
@@ -205,7 +215,7 @@ def make_stage(
             dim_in if index == 0 else dim_out, dim_inner, dim_out, block_stride, temporal_kernel, norm, zero_init_final_bn
         )
         if index in nonlocal_after:
-            layers[f"nl{index}"] = NonLocalBlock(dim_out, norm)
+            layers[f"nl{index}"] = NonLocalBlock(dim_out, nonlocal_spec.norm, temporal_group=nonlocal_spec.temporal_group)
     return nn.Sequential(layers)
 
 

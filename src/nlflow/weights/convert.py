@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from nlflow.errors import NlflowError
-from nlflow.models.builder import BLOCKS_PER_STAGE, ModelConfig, build_model
+from nlflow.models.builder import ModelConfig, build_model
 from nlflow.models.checkpoint import read_checkpoint, save_model_checkpoint
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
 from nlflow.weights.clean import CleanReport, clean_blobs
+from nlflow.weights.infer import ConvertError, infer_model_config, infer_network
 from nlflow.weights.name_map import LoadReport, blobs_to_state_dict
+from nlflow.weights.zoo import ZooModel, zoo_model, zoo_model_for_file
 
 log = logging.getLogger(__name__)
 
-_RES4_BLOCK = re.compile(r"^res4_(\d+)_")
-
-
-class ConvertError(NlflowError):
-    """The weights cannot become the requested model."""
+__all__ = ["ConvertError", "ConvertReport", "convert_caffe2_to_checkpoint", "infer_model_config", "inspect_weights"]
 
 
 @dataclass
@@ -42,8 +39,11 @@ class ConvertReport:
     def summary(self) -> str:
         cfg = self.model_config
         head = "new classifier (std 0.01)" if self.head_reinitialised else "classifier kept"
+        variant = ", affine" if cfg.frozen_bn else ""
+        stem = ", resnet_video_org stem" if cfg.stem_temporal_stride == 2 else ""
         return (
             f"{cfg.arch}-R{cfg.depth}{'-NL' if cfg.use_nonlocal else ''} width {cfg.width}, "
+            f"{cfg.video_length}x{cfg.sample_rate} clips{stem}{variant}, "
             f"{cfg.num_classes} classes, {head}; {self.clean.summary()}; {self.load.summary()} -> {self.destination}"
         )
 
@@ -59,38 +59,6 @@ class ConvertReport:
         }
 
 
-def infer_model_config(blobs: Mapping[str, Any], num_classes: int | None = None) -> ModelConfig:
-    """Architecture from blob shapes: conv1 temporal size (5 i3d, 1 c2d), res4 block count
-    (6 -> R50, 23 -> R101), non-local blobs, conv1 width; classes from ``pred_w`` unless given.
-
-    Not recoverable from the file and left at defaults: clip length, pool1 padding, frozen BN
-    (a file without running statistics may come from either kind of network).
-    """
-    if "conv1_w" not in blobs:
-        raise ConvertError("cannot infer the architecture: no conv1_w blob (pass a model config)")
-    conv1 = np.shape(blobs["conv1_w"])
-    if len(conv1) != 5:
-        raise ConvertError(f"conv1_w has shape {list(conv1)} (2-D ImageNet weights?): pass a model config to inflate them")
-    arch = {5: "i3d", 1: "c2d"}.get(conv1[2])
-    if arch is None:
-        raise ConvertError(f"conv1_w temporal size {conv1[2]} matches neither i3d (5) nor c2d (1)")
-    res4_blocks = {int(m.group(1)) for name in blobs if (m := _RES4_BLOCK.match(name))}
-    depth = next((d for d, counts in BLOCKS_PER_STAGE.items() if counts[2] == len(res4_blocks)), None)
-    if depth is None:
-        raise ConvertError(f"found {len(res4_blocks)} res4 blocks; expected 6 (R50) or 23 (R101)")
-    if num_classes is None:
-        if "pred_w" not in blobs:
-            raise ConvertError("the file has no classifier (pred_w): give the number of classes")
-        num_classes = int(np.shape(blobs["pred_w"])[0])
-    return ModelConfig(
-        arch=arch,
-        depth=depth,
-        use_nonlocal=any(name.startswith("nonlocal_") for name in blobs),
-        num_classes=num_classes,
-        width=int(conv1[0]),
-    )
-
-
 def convert_caffe2_to_checkpoint(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -101,6 +69,7 @@ def convert_caffe2_to_checkpoint(
     classes: list[str] | None = None,
     seed: int = 0,
     init_missing_nonlocal: bool = False,
+    zoo_name: str | None = None,
 ) -> ConvertReport:
     """Clean a Caffe2 pickle and write it as our checkpoint (``models.checkpoint`` format).
 
@@ -109,6 +78,10 @@ def convert_caffe2_to_checkpoint(
     ``drop_head``) is replaced by a new one, normal std 0.01 and bias 0, seeded by ``seed``.
     ``init_missing_nonlocal`` lets a file without non-local blocks start a non-local network
     (its blocks keep their identity initialisation).
+
+    Without ``model_cfg`` the network is inferred from the blobs (:mod:`nlflow.weights.infer`);
+    the zoo entry ``zoo_name``, or else the one whose file name ``src`` carries, supplies the
+    clip shape and stem. With ``model_cfg``, settings that differ from that entry are logged.
     """
     if classes is not None:
         if num_classes is not None and num_classes != len(classes):
@@ -120,12 +93,22 @@ def convert_caffe2_to_checkpoint(
     raw = read_caffe2_pickle(src)
     blobs, clean_report = clean_blobs(raw, num_classes=num_classes, drop_head=drop_head, keep_bn_stats=keep_bn_stats)
     inferred = model_cfg is None
+    entry = zoo_model(zoo_name) if zoo_name else zoo_model_for_file(src)
+    notes: list[str] = []
     if model_cfg is None:
         if num_classes is None and clean_report.head:
             raise ConvertError("the classifier was dropped: give num_classes (or classes)")
-        model_cfg = infer_model_config(blobs, num_classes)
-    elif num_classes is not None and model_cfg.num_classes != num_classes:
-        model_cfg = model_cfg.replace(num_classes=num_classes)
+        # Statistics dropped on request still tell a BN file from an affine one.
+        evidence = blobs if keep_bn_stats else clean_blobs(raw, num_classes=num_classes, drop_head=drop_head)[0]
+        inference = infer_network(evidence, num_classes, entry)
+        model_cfg, notes = inference.config, list(inference.notes)
+    else:
+        if num_classes is not None and model_cfg.num_classes != num_classes:
+            model_cfg = model_cfg.replace(num_classes=num_classes)
+        if entry is not None:
+            notes = _zoo_disagreements(model_cfg, entry)
+    for note in notes:
+        log.warning("%s: %s", src, note)
 
     head_missing = "pred_w" not in blobs and "pred_b" not in blobs
     torch.manual_seed(seed)
@@ -138,7 +121,6 @@ def convert_caffe2_to_checkpoint(
         raise ConvertError(f"{src}: {exc}") from None
     model.load_state_dict(state, strict=True)
 
-    notes = []
     if load_report.leftover:
         notes.append(f"{len(load_report.leftover)} blobs did not match any tensor of the network")
         log.warning("%s: unused blobs: %s", src, ", ".join(load_report.leftover[:10]))
@@ -155,6 +137,17 @@ def convert_caffe2_to_checkpoint(
     save_model_checkpoint(dst, model, classes=classes, extra={"source": str(src), "convert": report.to_dict()})
     log.info("%s", report.summary())
     return report
+
+
+def _zoo_disagreements(cfg: ModelConfig, entry: ZooModel) -> list[str]:
+    """One note per setting of an explicit config that differs from the file's zoo entry (the
+    width aside: a mismatch there fails the loading itself)."""
+    actual = cfg.to_dict()
+    return [
+        f"model {key} is {actual[key]!r} but the zoo model {entry.name} was trained with {value!r}"
+        for key, value in entry.model_settings().items()
+        if key != "width" and actual[key] != value
+    ]
 
 
 def inspect_weights(path: str | os.PathLike) -> str:
@@ -175,11 +168,17 @@ def _inspect_pickle(path: Path) -> str:
     _, report = clean_blobs(blobs, num_classes=None)
     dropped = set(report.training_state)
     lines = [f"{path}: Caffe2 weights, {len(blobs)} blobs"]
+    entry = zoo_model_for_file(path)
     try:
-        cfg = infer_model_config(blobs)
+        inference = infer_network(blobs, zoo_entry=entry)
+        cfg = inference.config
         lines.append(
-            f"looks like: {cfg.arch}-R{cfg.depth}{' non-local' if cfg.use_nonlocal else ''}, width {cfg.width}, {cfg.num_classes} classes"
+            f"looks like: {cfg.arch}-R{cfg.depth}{' non-local' if cfg.use_nonlocal else ''}, width {cfg.width}, "
+            f"{cfg.num_classes} classes{', affine' if cfg.frozen_bn else ''}"
         )
+        if entry is not None:
+            lines.append(f"zoo model {entry.name}: {entry.clip} clips, {entry.model_name}, published top-1 {entry.top1}")
+        lines += [f"note: {note}" for note in inference.notes]
     except NlflowError as exc:
         lines.append(f"architecture not inferred: {exc}")
     if report.training_state:

@@ -3,9 +3,11 @@
 Blob naming of the original: ``conv1_w`` + ``res_conv1_bn_{s,b,rm,riv}`` (stem),
 ``res{stage}_{block}_branch2{a,b,c}_w`` + ``..._bn_*``, ``res{stage}_0_branch1_w`` + ``_bn_*``
 (projection shortcut), ``nonlocal_conv{stage}_{block}_{theta,phi,g,out}_{w,b}`` +
-``nonlocal_conv{stage}_{block}_bn_*`` (the block index is the residual block it follows), and
+``nonlocal_conv{stage}_{block}_bn_*`` (the block index is the residual block it follows; no
+``_bn_*`` in the affine configs, whose non-local blocks have no norm), and
 ``pred_w`` / ``pred_b``. BN: ``_s`` gamma, ``_b`` beta, ``_rm`` running mean, ``_riv`` running
-variance. Conv weights are [out, in, t, h, w] in both frameworks.
+variance; an affine layer (Caffe2 ``AffineNd``) has only ``_s`` and ``_b``. Conv weights are
+[out, in, t, h, w] in both frameworks.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def tensor_names(cfg: ModelConfig) -> list[TensorName]:
                 for part in ("theta", "phi", "g", "out"):
                     names.append(TensorName(f"{nl_module}.{part}.weight", f"{nl_blob}_{part}_w", "conv"))
                     names.append(TensorName(f"{nl_module}.{part}.bias", f"{nl_blob}_{part}_b", "bias"))
-                names += _norm(f"{nl_module}.bn", f"{nl_blob}_bn", cfg.frozen_bn)
+                if cfg.nonlocal_norm:  # the affine configs' blocks have no norm, so no _bn_* blobs
+                    names += _norm(f"{nl_module}.bn", f"{nl_blob}_bn", cfg.frozen_bn)
     names.append(TensorName("head.fc.weight", "pred_w", "fc_w"))
     names.append(TensorName("head.fc.bias", "pred_b", "fc_b"))
     return names

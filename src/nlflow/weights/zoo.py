@@ -1,0 +1,220 @@
+"""The released Kinetics-400 models of video-nonlocal-net, by name, and what a name fixes in a config.
+
+Every row comes from the original README's four model tables (URL, published top-1 / top-5,
+"in paper" top-1) and from the script that trained the model (``scripts/<script>``): its config
+file, ``MODEL.VIDEO_ARC_CHOICE`` (1 c2d, 2 i3d), ``MODEL.MODEL_NAME`` (``resnet_video_org`` =
+the paper's stem, temporal stride 2), ``NONLOCAL.CONV3/CONV4_NONLOCAL``, ``TRAIN.VIDEO_LENGTH`` /
+``SAMPLE_RATE`` (the config's 8 x 8, or 32 x 4 in the affine config, unless the script overrides
+them) and ``TRAIN.DROPOUT_RATE``. The affine config
+(``DBG_kinetics_resnet_8gpu_c2d_nonlocal_affine_400k.yaml``) freezes every BN into an affine
+layer and builds norm-free non-local blocks, grouped in time in res3 (``group_size = 4``).
+All released models are ResNet-50 at full width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from nlflow.errors import ConfigError
+from nlflow.models.builder import ModelConfig
+
+ZOO_URL = "https://dl.fbaipublicfiles.com/video-nonlocal/{name}.pkl"
+AFFINE_NONLOCAL_GROUP = 4  # res_stage_nonlocal_group(..., group_size=4) in resnet_video*.py
+PAPER, SPEED, FEWER_ITERATIONS, FOUR_GPUS = "paper", "speed", "300k", "4-GPU"
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One released checkpoint and the network and clips it was trained with."""
+
+    name: str
+    script: str  # scripts/<script> of the original
+    table: str  # README section: paper, speed (sparser sampling), 300k, 4-GPU
+    arch: str  # c2d | i3d
+    use_nonlocal: bool
+    affine: bool  # the affine config: frozen BN, norm-free non-local blocks grouped in res3
+    model_name: str  # MODEL.MODEL_NAME: resnet_video | resnet_video_org
+    video_length: int
+    sample_rate: int
+    top1: float  # Kinetics-400 val, fully-convolutional 30-view test, as published
+    top5: float
+    paper_top1: float | None = None  # the "in paper" column (paper models only)
+    dropout: float = 0.5  # TRAIN.DROPOUT_RATE of the script (informative: fine-tuning chooses its own)
+    depth: int = 50
+    width: int = 64
+
+    @property
+    def url(self) -> str:
+        return ZOO_URL.format(name=self.name)
+
+    @property
+    def stem_temporal_stride(self) -> int:
+        return 2 if self.model_name == "resnet_video_org" else 1
+
+    @property
+    def clip(self) -> str:
+        return f"{self.video_length}x{self.sample_rate}"
+
+    def model_settings(self) -> dict[str, Any]:
+        """The ``model`` config keys this checkpoint fixes. ``frozen_bn`` only when affine (a
+        BN checkpoint may still be fine-tuned with frozen BN: its statistics fold into the
+        affine layers); the non-local variant only when the network has non-local blocks."""
+        settings: dict[str, Any] = {
+            "arch": self.arch,
+            "depth": self.depth,
+            "use_nonlocal": self.use_nonlocal,
+            "width": self.width,
+            "video_length": self.video_length,
+            "sample_rate": self.sample_rate,
+            "stem_temporal_stride": self.stem_temporal_stride,
+        }
+        if self.affine:
+            settings["frozen_bn"] = True
+        if self.use_nonlocal:
+            settings["nonlocal_norm"] = not self.affine
+            settings["nonlocal_temporal_group"] = AFFINE_NONLOCAL_GROUP if self.affine else 0
+        return settings
+
+    def model_config(self, num_classes: int = 400) -> ModelConfig:
+        """The network as released (400 Kinetics classes unless told otherwise)."""
+        return ModelConfig(num_classes=num_classes, dropout=self.dropout, **self.model_settings())
+
+
+def _model(name: str, script: str, table: str, top1: float, top5: float, **facts: Any) -> ZooModel:
+    arch = "c2d" if name.startswith("c2d") else "i3d"
+    return ZooModel(name=name, script=script, table=table, arch=arch, use_nonlocal="_nonlocal_" in name,
+                    top1=top1, top5=top5, **facts)
+
+
+_PAPER = {"model_name": "resnet_video_org"}
+_SPEED = {"model_name": "resnet_video"}
+ZOO: tuple[ZooModel, ...] = (
+    # "Main Results": the paper's settings, 32x2 and 128x1 clips, resnet_video_org.
+    _model("c2d_baseline_32x2_IN_pretrain_400k", "run_c2d_baseline_400k_32f.sh", PAPER, 72.0, 90.0,
+           paper_top1=71.8, affine=False, video_length=32, sample_rate=2, **_PAPER),
+    _model("c2d_nonlocal_32x2_IN_pretrain_400k", "run_c2d_nlnet_400k_32f.sh", PAPER, 73.9, 91.0,
+           paper_top1=73.8, affine=False, video_length=32, sample_rate=2, **_PAPER),
+    _model("i3d_baseline_32x2_IN_pretrain_400k", "run_i3d_baseline_400k_32f.sh", PAPER, 73.6, 90.8,
+           paper_top1=73.3, affine=False, video_length=32, sample_rate=2, **_PAPER),
+    _model("i3d_nonlocal_32x2_IN_pretrain_400k", "run_i3d_nlnet_400k_32f.sh", PAPER, 74.9, 91.6,
+           paper_top1=74.9, affine=False, video_length=32, sample_rate=2, **_PAPER),
+    _model("i3d_baseline_128x1_I3D_pretrain_400k", "run_i3d_baseline_affine_400k_128f.sh", PAPER, 75.2, 92.0,
+           paper_top1=74.9, affine=True, video_length=128, sample_rate=1, **_PAPER),
+    _model("i3d_nonlocal_128x1_I3D_pretrain_400k", "run_i3d_nlnet_affine_400k_128f.sh", PAPER, 76.5, 92.7,
+           paper_top1=76.5, affine=True, video_length=128, sample_rate=1, **_PAPER),
+    # "Modifications for improving speed": 8x8 and 32x4 clips, resnet_video.
+    _model("c2d_baseline_8x8_IN_pretrain_400k", "run_c2d_baseline_400k.sh", SPEED, 71.9, 90.0,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    _model("c2d_nonlocal_8x8_IN_pretrain_400k", "run_c2d_nlnet_400k.sh", SPEED, 74.4, 91.4,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    _model("i3d_baseline_8x8_IN_pretrain_400k", "run_i3d_baseline_400k.sh", SPEED, 73.4, 90.9,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    _model("i3d_nonlocal_8x8_IN_pretrain_400k", "run_i3d_nlnet_400k.sh", SPEED, 74.7, 91.6,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    _model("i3d_baseline_32x4_I3D_pretrain_400k", "run_i3d_baseline_affine_400k.sh", SPEED, 75.5, 92.0,
+           affine=True, video_length=32, sample_rate=4, **_SPEED),
+    _model("i3d_nonlocal_32x4_I3D_pretrain_400k", "run_i3d_nlnet_affine_400k.sh", SPEED, 76.5, 92.6,
+           affine=True, video_length=32, sample_rate=4, **_SPEED),
+    # "Fewer training iterations".
+    _model("i3d_baseline_8x8_IN_pretrain_300k", "run_i3d_baseline_300k.sh", FEWER_ITERATIONS, 73.2, 90.8,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    # "Training with fewer GPUs" (4 GPUs, data downloaded 12/20/2017).
+    _model("i3d_baseline_8x8_IN_pretrain_600k_4gpu", "run_i3d_baseline_600k_4gpu.sh", FOUR_GPUS, 73.0, 90.4,
+           affine=False, video_length=8, sample_rate=8, **_SPEED),
+    _model("i3d_baseline_8x8_IN_pretrain_300k_4gpu", "run_i3d_baseline_300k_4gpu.sh", FOUR_GPUS, 72.0, 90.1,
+           affine=False, video_length=8, sample_rate=8, dropout=0.0, **_SPEED),
+)
+_BY_NAME = {model.name: model for model in ZOO}
+
+
+def zoo_names() -> list[str]:
+    return [model.name for model in ZOO]
+
+
+def zoo_model(name: str) -> ZooModel:
+    """The zoo entry called ``name`` (a ConfigError naming the closest names otherwise)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), zoo_names(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "`nlflow weights list` shows them"
+        raise ConfigError(f"{name!r} is not a released video-nonlocal-net model ({hint})") from None
+
+
+def zoo_model_for_file(path: str | os.PathLike) -> ZooModel | None:
+    """The entry whose released file name (``<name>.pkl``) ``path`` carries, if any."""
+    return _BY_NAME.get(Path(path).stem)
+
+
+def format_zoo_table() -> str:
+    """The zoo as a text table: name, frames x rate, arch, non-local, affine, top-1 / top-5."""
+    header = ("name", "clip", "arch", "NL", "affine", "top-1", "top-5", "script")
+    rows = [
+        (m.name, m.clip, m.arch, "yes" if m.use_nonlocal else "-", "yes" if m.affine else "-",
+         f"{m.top1:.1f}", f"{m.top5:.1f}", m.script)
+        for m in ZOO
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines + ["", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}"])
+
+
+# --- the workflow config: pretrained.name -> model settings ----------------------------------------
+
+# Keys of the config's `model` section a zoo entry may fix, and the ones a config without
+# pretrained.name must set itself (the others default to ModelConfig's defaults).
+ZOO_MODEL_KEYS = (
+    "arch", "depth", "use_nonlocal", "width", "video_length", "sample_rate",
+    "stem_temporal_stride", "frozen_bn", "nonlocal_norm", "nonlocal_temporal_group",
+)
+REQUIRED_WITHOUT_ZOO = ("arch", "depth", "use_nonlocal", "video_length", "sample_rate")
+_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """What the config's ``pretrained`` section resolves to."""
+
+    model: dict[str, Any]  # the config's model section with every ZOO_MODEL_KEYS value set
+    name: str | None  # zoo entry to download, or None
+    pkl: str | None  # local Caffe2 file, or None
+
+    @property
+    def url(self) -> str | None:
+        return zoo_model(self.name).url if self.name else None
+
+
+def resolve_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any]) -> PretrainedSource:
+    """Complete the config's ``model`` section from ``pretrained.name``'s zoo entry.
+
+    A key left out (or null) takes the zoo's value, then ModelConfig's default; a key set to
+    another value than the zoo's is a ConfigError naming both values. Without a name,
+    ``REQUIRED_WITHOUT_ZOO`` must be set. ``pretrained.name`` and ``pretrained.pkl`` exclude each other.
+    """
+    name, pkl = pretrained.get("name"), pretrained.get("pkl")
+    if name is not None and pkl is not None:
+        raise ConfigError(f"pretrained.name ({name}) and pretrained.pkl ({pkl}) are both set: keep one")
+    resolved = dict(model)
+    if name is not None:
+        entry = zoo_model(name)
+        for key, zoo_value in entry.model_settings().items():
+            given = resolved.get(key)
+            if given is None:
+                resolved[key] = zoo_value
+            elif given != zoo_value or type(given) is not type(zoo_value):
+                raise ConfigError(
+                    f"model.{key} is {given!r} in the config but {zoo_value!r} for the zoo model {name} "
+                    f"(pretrained.name): leave model.{key} out to take the zoo's value"
+                )
+    missing = [key for key in REQUIRED_WITHOUT_ZOO if resolved.get(key) is None]
+    if missing:
+        raise ConfigError(f"model.{', model.'.join(missing)} must be set (or set pretrained.name to take them from the model zoo)")
+    for key in ZOO_MODEL_KEYS:
+        if resolved.get(key) is None:
+            resolved[key] = _MODEL_DEFAULTS[key]
+    return PretrainedSource(model=resolved, name=name, pkl=pkl)
