@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -81,3 +82,23 @@ def test_predict_reports_good_and_bad_files(tmp_path):
     assert {entry["class"] for entry in top} <= set(load_checkpoint(ckpt).classes)
     ok = run("predict", str(good), "--checkpoint", str(ckpt))
     assert ok.returncode == 0 and "good.avi" in ok.stdout
+
+
+def _every_parser(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _every_parser(sub)
+
+
+def test_every_option_and_argument_has_a_description():
+    from nlflow.cli import build_parser
+
+    undocumented = [
+        f"{parser.prog} {action.dest}"
+        for parser in _every_parser(build_parser())
+        for action in parser._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) and not action.help
+    ]
+    assert undocumented == []

@@ -53,7 +53,7 @@ def _predict(args: argparse.Namespace) -> int:
     from nlflow.predict import format_predictions, predict_videos
 
     predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views,
-                                 aggregate=args.aggregate)
+                                 aggregate=args.aggregate, amp=args.amp)
     print(format_predictions(predictions, as_json=args.json))
     failed = [p for p in predictions if p.error]
     if failed:
@@ -67,17 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="generate the embedded demo dataset (UCF-101 layout)")
-    demo.add_argument("out_dir")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--num-frames", type=int, default=80)
-    demo.add_argument("--clips-per-group", type=int, default=2)
+    demo.add_argument("out_dir", help="folder for UCF101.rar, the split zip and demo_manifest.json")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
+    demo.add_argument("--num-frames", type=int, default=80, help="frames per video (default 80)")
+    demo.add_argument("--clips-per-group", type=int, default=2, help="videos per class and group (default 2)")
     demo.add_argument("--draw-frame-index", action="store_true", help="draw each frame's index into it")
     demo.set_defaults(func=_demo)
 
     weights = commands.add_parser("weights", help="Caffe2 weight files").add_subparsers(dest="action", required=True)
     convert = weights.add_parser("convert", help="Caffe2 .pkl -> nlflow PyTorch checkpoint")
-    convert.add_argument("src")
-    convert.add_argument("dst")
+    convert.add_argument("src", help="a Caffe2 weight file (.pkl), e.g. a released Kinetics model")
+    convert.add_argument("dst", help="where to write the nlflow checkpoint (.pt)")
     convert.add_argument("--num-classes", type=int, default=None, help="classes of the new head")
     convert.add_argument("--drop-head", action="store_true", help="drop pred_* and initialise a new head")
     convert.add_argument("--drop-bn-stats", action="store_true", help="drop BN running statistics (_rm, _riv)")
@@ -87,16 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing = weights.add_parser("list", help="the released Kinetics models (the model zoo)")
     listing.set_defaults(func=_weights_list)
     inspect = weights.add_parser("inspect", help="list blobs/tensors, shapes and what cleaning drops")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="a Caffe2 .pkl or an nlflow .pt")
     inspect.set_defaults(func=_weights_inspect)
 
     predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
-    predict.add_argument("videos", nargs="+")
-    predict.add_argument("--checkpoint", required=True)
-    predict.add_argument("--topk", type=int, default=5)
-    predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30)
+    predict.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")
+    predict.add_argument("--checkpoint", required=True, help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    predict.add_argument("--topk", type=int, default=5, help="how many classes to print per video (default 5)")
+    predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30,
+                         help="30: 10 clips x 3 crops (the test protocol); 3: 3 clips x centre crop; 1: one clip")
     predict.add_argument("--aggregate", choices=tuple(AGGREGATES), default="mean_softmax",
                          help="how the views' scores combine; use the config's test.aggregate to match evaluate")
+    predict.add_argument("--amp", choices=("none", "bf16"), default="none",
+                         help="none: float32 (the original's precision); bf16: autocast, faster on a GPU")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.set_defaults(func=_predict)
     return parser

@@ -198,12 +198,6 @@ def feature_dim(cfg: ModelConfig) -> int:
     return cfg.width * 32
 
 
-def res5_frames(cfg: ModelConfig) -> int:
-    """Temporal length of the res5 map of a training clip: the original's pool5 ``pool_stride``
-    (``VIDEO_LENGTH / 2`` in ``resnet_video.py``, where only pool2 halves time)."""
-    return max(1, cfg.video_length // 2)
-
-
 def build_model(cfg: ModelConfig) -> ResNet3D:
     """A freshly initialised network for ``cfg`` (``model.config`` is ``cfg``)."""
     norm = norm_factory(cfg.frozen_bn, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
@@ -215,7 +209,7 @@ def build_model(cfg: ModelConfig) -> ResNet3D:
             spec.dim_in, spec.dim_inner, spec.dim_out, spec.stride, spec.temporal_kernels, spec.nonlocal_after, norm,
             cfg.zero_init_final_bn, nonlocal_block,
         )
-    head = make_head(feature_dim(cfg), cfg.num_classes, cfg.dropout, pool_size=(res5_frames(cfg), 7, 7))
+    head = make_head(feature_dim(cfg), cfg.num_classes, cfg.dropout, pool_size=(max(1, res5_temporal_length(cfg)), 7, 7))
     return ResNet3D(stem, stages, head, config=cfg)
 
 
