@@ -10,11 +10,15 @@ from nlflow.evaluate.headline import headline_numbers
 min_version("9.0")
 
 if not config:
+
     configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
 
 validate(config, "config/schema.yaml")
 
+
 report: "workflow/report/workflow.rst"
+
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
@@ -45,9 +49,7 @@ rule lists:
 
 rule lmdb:
     input:
-        rules.lmdb_train.output,
-        rules.lmdb_val.output,
-        rules.lmdb_test.output,
+        expand(R(f"lmdb/split{SPLIT}/{{part}}.lmdb"), part=LMDB_LISTS),
 
 
 rule weights:

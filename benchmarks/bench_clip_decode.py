@@ -19,10 +19,11 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from nlflow.datasets.demo import render_class_frames, write_video
+from nlflow.acquire.demo import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.views import train_clip_indices
+from baselines import decode_all
 
 
 def decode_everything_convert_used(data: bytes, indices: list[int]) -> np.ndarray:
@@ -42,7 +43,7 @@ def decode_everything_convert_used(data: bytes, indices: list[int]) -> np.ndarra
 
 
 def decode_all_then_pick(data: bytes, indices: list[int]) -> np.ndarray:
-    return decode.decode_all(data)[indices]
+    return decode_all(data)[indices]
 
 
 def main() -> None:

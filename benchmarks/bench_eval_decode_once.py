@@ -27,12 +27,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nlflow.datasets.demo import DEMO_CLASSES, render_class_frames, write_video
+from nlflow.acquire.demo import DEMO_CLASSES, render_class_frames, write_video
 from nlflow.evaluate.multiview import ViewScorer
 from nlflow.models import ModelConfig, build_model
 from nlflow.video import decode
-from nlflow.video.transforms import crop_offsets, normalize, resize_short_side
+from nlflow.video.transforms import crop_offsets, normalize_channels_last, resize_short_side
 from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views, test_clip_indices
+from baselines import decode_all
 
 SIZE = (170, 128)  # width, height: short side 128 like the demo's downscaled videos
 SPEC = ViewSpec(video_length=8, sample_rate=8, num_clips=10, num_crops=3, scale=128, crop_size=128)
@@ -53,7 +54,7 @@ def _view(frames: np.ndarray, crop_number: int) -> torch.Tensor:
     """One float view from its clip's frames: the same resize/crop/normalisation as nlflow's views."""
     frames = resize_short_side(frames, SPEC.scale)
     top, left = crop_offsets(frames.shape[1], frames.shape[2], SPEC.crop_size, SPEC.num_crops)[crop_number]
-    return normalize(frames[:, top : top + SPEC.crop_size, left : left + SPEC.crop_size])
+    return normalize_channels_last(torch.from_numpy(np.ascontiguousarray(frames[:, top : top + SPEC.crop_size, left : left + SPEC.crop_size])))
 
 
 def views_decode_once(source: bytes) -> torch.Tensor:
@@ -64,7 +65,7 @@ def views_full_decode_each(source: bytes) -> torch.Tensor:
     clips = test_clip_indices(decode.probe(source).frames, SPEC)
     views = []
     for view in range(SPEC.num_views):
-        frames = decode.decode_all(source)
+        frames = decode_all(source)
         views.append(_view(frames[clips[view // SPEC.num_crops]], view % SPEC.num_crops))
     return torch.stack(views)
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from nlflow.store.datasets import TrainClipDataset
+from nlflow.store.torch_datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 
 def even(x: float) -> int:

@@ -4,7 +4,7 @@ Input: a 256p MPEG-4 AVI with a keyframe every 12 frames (our downscale of a gen
 video), as bytes. Baseline: for each of the 30 views, decode the whole video, take the clip's 8
 frames (stride 8) and the view's crop. Both produce the same uint8 ``[30, 8, 256, 256, 3]``
 tensor (checked): what the evaluation loader hands over; the device normalises it.
-The last two rows add the float normalisation on the CPU (``load_test_views``, the 189 MB float
+The last two rows add the float normalisation on the CPU (``normalize_views``, the 189 MB float
 tensor, as the original built its input), whose memory traffic costs both methods the same.
 Run: ``python benchmarks/bench_test_views.py``.
 """
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlflow.datasets.demo import render_class_frames, write_video
+from nlflow.acquire.demo import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.transforms import crop_offsets, resize_short_side
-from nlflow.video.views import ViewSpec, load_test_view_frames, load_test_views, normalize_views, test_clip_indices
+from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views, test_clip_indices
+from baselines import decode_all
 
 
 def thirty_decodes(data: bytes, spec: ViewSpec, num_frames: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def thirty_decodes(data: bytes, spec: ViewSpec, num_frames: int) -> torch.Tensor
     clips = test_clip_indices(num_frames, spec)
     views = []
     for view in range(spec.num_views):
-        frames = resize_short_side(decode.decode_all(data), spec.scale)
+        frames = resize_short_side(decode_all(data), spec.scale)
         top, left = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)[view % spec.num_crops]
         clip = frames[clips[view // spec.num_crops], top : top + spec.crop_size, left : left + spec.crop_size]
         views.append(torch.from_numpy(np.ascontiguousarray(clip)))
@@ -56,7 +57,7 @@ def main() -> None:
         "30 separate decodes": lambda: thirty_decodes(data, spec, row.frames),
         "load_test_view_frames (one)": lambda: load_test_view_frames(data, spec, num_frames=row.frames),
         "+ CPU float: 30 decodes": lambda: normalize_views(thirty_decodes(data, spec, row.frames)),
-        "+ CPU float: load_test_views": lambda: load_test_views(data, spec, num_frames=row.frames),
+        "+ CPU float: one decode": lambda: normalize_views(load_test_view_frames(data, spec, num_frames=row.frames)),
     }
     results = []
     for name, method in methods.items():

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from nlflow.datasets.demo import DEMO_CLASSES, render_class_frames, write_video
+from nlflow.acquire.demo import DEMO_CLASSES, render_class_frames, write_video
 from nlflow.models import ModelConfig, build_model
-from nlflow.store.datasets import TrainClipDataset
+from nlflow.store.torch_datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
 from nlflow.train.loop import _loader_kwargs, amp_dtype, epoch_batches

@@ -10,7 +10,9 @@ def R(path):
 
 def with_results_dir(text):
     """Expand `{results_dir}` in configured URLs and paths (the demo points at its own outputs)."""
-    return None if text is None else text.replace("{results_dir}", config["results_dir"])
+    return (
+        None if text is None else text.replace("{results_dir}", config["results_dir"])
+    )
 
 
 ARCHIVES = {
@@ -25,6 +27,7 @@ SPLIT = config["dataset"]["split"]
 # The HTML report's front page is rendered from the config alone: hand it the evaluation's numbers.
 config["report_headline"] = headline_numbers(R("evaluate/metrics.json"), config)
 LISTS = R(f"lists/split{SPLIT}")
+LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt"}
 # pretrained.name completes the model section from the model zoo (a contradiction stops here).
 PRETRAINED = resolve_pretrained(config["model"], config["pretrained"])
 config["model"] = PRETRAINED.model
@@ -45,9 +48,9 @@ def archive_by_filename(filename):
 def local_source(url):
     """The local file behind a `file:` URL or plain path, so Snakemake can order the demo before download."""
     if url.startswith("file://"):
-        return url[len("file://"):]
+        return url[len("file://") :]
     if url.startswith("file:"):
-        return url[len("file:"):]
+        return url[len("file:") :]
     if "://" in url:
         return None
     return url
@@ -57,7 +60,11 @@ def demo_source_inputs(wildcards):
     """The demo's archives are produced by make_demo_dataset; real mirrors are not Snakemake inputs."""
     archive = archive_by_filename(wildcards.filename)
     paths = [local_source(url) for url in archive["urls"]]
-    return [path for path in paths if path is not None and path.startswith(config["results_dir"])]
+    return [
+        path
+        for path in paths
+        if path is not None and path.startswith(config["results_dir"])
+    ]
 
 
 def model_params():
@@ -76,10 +83,16 @@ def view_params():
     }
 
 
-
 def all_cores():
     """The cores given with --cores; 1 for commands that run no job (e.g. --report)."""
     try:
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+def pretrained_weights():
+    """The Caffe2 file clean_weights starts from: the zoo download, a local file, or none (scratch)."""
+    if PRETRAINED.name:
+        return [R(f"weights/download/{PRETRAINED.name}.pkl")]
+    return [PRETRAINED_PKL] if PRETRAINED_PKL else []

@@ -6,16 +6,16 @@ rule make_demo_dataset:
         videos=R("demo_source/UCF101.rar"),
         splits=R("demo_source/UCF101TrainTestSplits-RecognitionTask.zip"),
         manifest=R("demo_source/demo_manifest.json"),
-    params:
-        demo=config.get("demo", {}),
     log:
         R("logs/make_demo_dataset.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: all_cores()
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        demo=config.get("demo", {}),
     script:
         "../workflow/scripts/make_demo_dataset.py"
 
@@ -23,16 +23,16 @@ rule make_demo_dataset:
 rule make_demo_weights:
     output:
         pkl=R("demo_source/i3d_nonlocal_demo_init.pkl"),
-    params:
-        model=config["model"],
-        seed=config.get("demo", {}).get("seed", 0),
     log:
         R("logs/make_demo_weights.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        model=config["model"],
+        seed=config.get("demo", {}).get("seed", 0),
     script:
         "../workflow/scripts/make_demo_weights.py"

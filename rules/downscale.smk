@@ -8,19 +8,19 @@ rule downscale:
     output:
         videos=directory(R("downscaled/videos")),
         manifest=R("downscaled/manifest.csv"),
+    log:
+        R("logs/downscale.log"),
+    cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
+    threads: all_cores()
+    resources:
+        mem_mb=4000,
+        runtime=600,
     params:
         short_side=config["downscale"]["short_side"],
         upsample=config["downscale"]["upsample"],
         keyframe_interval=config["downscale"]["keyframe_interval"],
         qscale=config["downscale"]["qscale"],
-    log:
-        R("logs/downscale.log"),
-    threads: all_cores()
-    resources:
-        mem_mb=4000,
-        runtime=600,
-    cache: "omit-software"
-    conda:
-        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/downscale.py"

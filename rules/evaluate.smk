@@ -7,10 +7,25 @@ rule evaluate:
         model=R("train/model_final.pt"),
         test_lmdb=R(f"lmdb/split{SPLIT}/test.lmdb"),
     output:
-        metrics=report(R("evaluate/metrics.json"), caption="../workflow/report/metrics.rst", category="Evaluation"),
-        predictions=report(
-            R("evaluate/predictions.csv"), caption="../workflow/report/predictions.rst", category="Evaluation"
+        metrics=report(
+            R("evaluate/metrics.json"),
+            caption="../workflow/report/metrics.rst",
+            category="Evaluation",
         ),
+        predictions=report(
+            R("evaluate/predictions.csv"),
+            caption="../workflow/report/predictions.rst",
+            category="Evaluation",
+        ),
+    log:
+        R("logs/evaluate.log"),
+    conda:
+        "../envs/nlflow.yaml"
+    threads: all_cores()
+    resources:
+        mem_mb=8000,
+        runtime=600,
+        gpu=min(config["train"]["gpus"], 1),
     params:
         views=view_params(),
         batch_size=config["test"]["batch_size"],
@@ -18,15 +33,6 @@ rule evaluate:
         aggregate=config["test"]["aggregate"],
         amp=config["test"]["amp"],
         cache_dir=R("evaluate/view_scores"),
-    log:
-        R("logs/evaluate.log"),
-    threads: all_cores()
-    resources:
-        mem_mb=8000,
-        runtime=600,
-        gpu=min(config["train"]["gpus"], 1),
-    conda:
-        "../envs/nlflow.yaml"
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -36,23 +42,35 @@ rule report:
         train_metrics=R("train/metrics.jsonl"),
         eval_metrics=R("evaluate/metrics.json"),
     output:
-        curves=report(R("report/training_curves.png"), caption="../workflow/report/training.rst", category="Training"),
+        curves=report(
+            R("report/training_curves.png"),
+            caption="../workflow/report/training.rst",
+            category="Training",
+        ),
         confusion=report(
-            R("report/confusion_matrix.png"), caption="../workflow/report/confusion.rst", category="Evaluation"
+            R("report/confusion_matrix.png"),
+            caption="../workflow/report/confusion.rst",
+            category="Evaluation",
         ),
         per_class=report(
-            R("report/per_class_accuracy.png"), caption="../workflow/report/per_class.rst", category="Evaluation"
+            R("report/per_class_accuracy.png"),
+            caption="../workflow/report/per_class.rst",
+            category="Evaluation",
         ),
-        summary=report(R("report/report.md"), caption="../workflow/report/summary.rst", category="Summary"),
-    params:
-        settings={k: config[k] for k in ("dataset", "model", "train", "test")},
+        summary=report(
+            R("report/report.md"),
+            caption="../workflow/report/summary.rst",
+            category="Summary",
+        ),
     log:
         R("logs/report.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        settings={k: config[k] for k in ("dataset", "model", "train", "test")},
     script:
         "../workflow/scripts/report.py"

@@ -10,16 +10,16 @@ rule make_lists:
         val=f"{LISTS}/val.txt",
         test=f"{LISTS}/test.txt",
         classes=f"{LISTS}/classes.txt",
-    params:
-        split=SPLIT,
-        num_classes=config["dataset"]["num_classes"],
     log:
         R(f"logs/make_lists/split{SPLIT}.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        split=SPLIT,
+        num_classes=config["dataset"]["num_classes"],
     script:
         "../workflow/scripts/make_lists.py"

@@ -21,12 +21,10 @@ rule train:
     output:
         model=R("train/model_final.pt"),
         metrics=R("train/metrics.jsonl"),
-    params:
-        train={key: value for key, value in config["train"].items() if key not in ("gpus", "nodes")},
-        clip={key: config["model"][key] for key in ("video_length", "sample_rate")},
-        checkpoint_dir=R("train/checkpoints"),
     log:
         R("logs/train.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: all_cores()
     resources:
         mem_mb=16000,
@@ -41,7 +39,13 @@ rule train:
         # `--ntasks-per-gpu` (older versions add `--ntasks-per-gpu=1` unless it is 0).
         tasks=config["train"]["nodes"],
         tasks_per_gpu=0,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        train={
+            key: value
+            for key, value in config["train"].items()
+            if key not in ("gpus", "nodes")
+        },
+        clip={key: config["model"][key] for key in ("video_length", "sample_rate")},
+        checkpoint_dir=R("train/checkpoints"),
     script:
         "../workflow/scripts/train.py"

@@ -1,18 +1,20 @@
 # Caffe2 weights (.pkl) -> a cleaned PyTorch checkpoint that starts fine-tuning at iteration 0.
 
 
-def pretrained_weights():
-    """The Caffe2 file clean_weights starts from: the zoo download, a local file, or none (scratch)."""
-    if PRETRAINED.name:
-        return [R(f"weights/download/{PRETRAINED.name}.pkl")]
-    return [PRETRAINED_PKL] if PRETRAINED_PKL else []
-
-
 rule download_weights:
     output:
         R("weights/download/{name}.pkl"),
+    log:
+        R("logs/download_weights/{name}.log"),
     wildcard_constraints:
         name="|".join(zoo_names()),
+    cache: "omit-software"
+    conda:
+        "../envs/nlflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
     params:
         urls=lambda wildcards: [zoo_model(wildcards.name).url],
         sha256=None,
@@ -20,18 +22,9 @@ rule download_weights:
         lock_file=lambda wildcards: R(f"weights/download/{wildcards.name}.pkl.sha256"),
     message:
         "Download the released model {wildcards.name} from {params.urls[0]}"
-    log:
-        R("logs/download_weights/{name}.log"),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=60,
-    cache: "omit-software"
-    conda:
-        "../envs/nlflow.yaml"
     script:
         # The same adapter as download_ucf101: resumable, checksum-locked nlflow.stages.download.
-        "../workflow/scripts/download_ucf101.py"
+        "../workflow/scripts/download.py"
 
 
 rule clean_weights:
@@ -39,17 +32,17 @@ rule clean_weights:
         pkl=pretrained_weights(),
     output:
         R("weights/init.pt"),
-    params:
-        model=model_params(),
-        drop_head=config["pretrained"]["drop_head"],
-        keep_bn_stats=config["pretrained"]["keep_bn_stats"],
     log:
         R("logs/clean_weights.log"),
+    conda:
+        "../envs/nlflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/nlflow.yaml"
+    params:
+        model=model_params(),
+        drop_head=config["pretrained"]["drop_head"],
+        keep_bn_stats=config["pretrained"]["keep_bn_stats"],
     script:
         "../workflow/scripts/clean_weights.py"

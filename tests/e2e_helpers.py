@@ -41,9 +41,9 @@ def snakemake(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of the jobs a `snakemake --dry-run` would run (from its job-stats table)."""
-    jobs: set[str] = set()
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> number of jobs a `snakemake --dry-run` would run (from its job-stats table)."""
+    jobs: dict[str, int] = {}
     in_table = False
     for line in (result.stdout + result.stderr).splitlines():
         fields = line.split()
@@ -52,5 +52,5 @@ def planned_jobs(result: subprocess.CompletedProcess) -> set[str]:
         elif in_table and fields and fields[0] == "total":
             break
         elif in_table and len(fields) == 2 and fields[1].isdigit():
-            jobs.add(fields[0])
+            jobs[fields[0]] = int(fields[1])
     return jobs

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rars
 
-from nlflow.datasets import demo, ucf101
+from nlflow.acquire import demo, ucf101
 from nlflow.errors import NlflowError
 
 NUM_FRAMES = 40  # > 30 so the short video keeps its official 30 frames; small to stay fast

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.datasets.demo import read_frame_index, render_class_frames, truncate_video, write_video
+from nlflow.acquire.demo import read_frame_index, render_class_frames, truncate_video, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import (
     ManifestError,
@@ -20,6 +20,7 @@ from nlflow.video.downscale import (
     read_manifest,
     write_manifest,
 )
+from video_helpers import decode_all
 
 
 def _source(path: Path, frames=40, size=(160, 120), keyframe_interval=5) -> Path:
@@ -51,7 +52,7 @@ def test_downscale_video_geometry_timestamps_keyframes(tmp_path):
     assert [pts for pts, _ in packets] == list(range(40))
     # exactly every 12th frame is a keyframe, whatever the source's keyframes were
     assert [pts for pts, key in packets if key] == [0, 12, 24, 36]
-    frames = decode.decode_all(out)
+    frames = decode_all(out)
     assert frames.shape == (40, 128, 170, 3)
     assert [read_frame_index(f) for f in frames] == list(range(40))
     with av.open(str(out)) as container:

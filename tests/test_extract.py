@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow.datasets.extract import (
+from nlflow.acquire.extract import (
     ArchiveEntry,
     ExtractError,
     MissingVolumeError,

@@ -6,8 +6,10 @@ import torch
 from nlflow.errors import ConfigError
 from nlflow.models import ModelConfig, build_model, load_checkpoint, save_model_checkpoint
 from nlflow.models.builder import res5_temporal_length
-from nlflow.models.nonlocal_block import NonLocalBlock, reference_attend
-from nlflow.models.resnet3d import Affine3d, make_stem, norm_factory
+from nlflow.models.nonlocal_block import NonLocalBlock
+from nonlocal_reference import reference_attend
+from nlflow.models.norm import Affine3d, norm_factory
+from nlflow.models.resnet3d import make_stem
 
 BN = norm_factory(False)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.datasets.demo import make_class_video, truncate_video
+from nlflow.acquire.demo import make_class_video, truncate_video
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import aggregate_scores, topk_accuracy
 from nlflow.evaluate.multiview import EvaluationError, ViewScorer, evaluate, reaggregate

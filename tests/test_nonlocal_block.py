@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from nlflow.models.nonlocal_block import NonLocalBlock, reference_attend
-from nlflow.models.resnet3d import Affine3d, norm_factory
+from nlflow.models.nonlocal_block import NonLocalBlock
+from nonlocal_reference import reference_attend
+from nlflow.models.norm import Affine3d, norm_factory
 
 
 def _block(channels: int = 16, frozen: bool = False) -> NonLocalBlock:

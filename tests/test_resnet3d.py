@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from nlflow.models.resnet3d import Affine3d, Bottleneck, make_head, make_stage, make_stem, norm_factory
+from nlflow.models.norm import Affine3d, norm_factory
+from nlflow.models.resnet3d import Bottleneck, make_head, make_stage, make_stem
 
 
 BN = norm_factory(False)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nlflow.models import load_checkpoint
-from nlflow.train.checkpoints import load_latest
+from nlflow.train.snapshots import load_latest
 
 from test_train_loop import tiny_data, tiny_settings  # noqa: F401  (module-scoped fixture)
 

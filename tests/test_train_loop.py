@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.datasets.demo import DEMO_CLASSES, make_class_video
+from nlflow.acquire.demo import DEMO_CLASSES, make_class_video
 from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import TrainSettings, train
-from nlflow.train.checkpoints import list_checkpoints, load_checkpoint_file, load_latest
+from nlflow.train.snapshots import list_checkpoints, load_checkpoint_file, load_latest
 from nlflow.train.loop import TrainingError, data_wait_advice, weights_digest
 
 CLASSES = list(DEMO_CLASSES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.datasets import ucf101
+from nlflow.acquire import ucf101
 from nlflow.errors import NlflowError
 
 CLASS_IND = "1 ApplyEyeMakeup\n2 HandstandPushups\n3 Typing\n"

@@ -1,4 +1,4 @@
-"""Decoding: probe, frame-exact decode_frames (seek and fallback paths), decode_all, errors."""
+"""Decoding: probe, frame-exact decode_frames (seek and fallback paths), errors."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.datasets.demo import read_frame_index, render_class_frames, write_video
+from nlflow.acquire.demo import read_frame_index, render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.decode import FramesPastEndError, VideoDecodeError, VideoInfo
+from video_helpers import decode_all
 
 
 def _indexed_video(path, num_frames=100, keyframe_interval=12, size=(160, 120)):
@@ -44,7 +45,7 @@ def gop12(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gop12_all(gop12):
-    return decode.decode_all(gop12)
+    return decode_all(gop12)
 
 
 def test_probe_reports_count_rate_size(gop12):
@@ -107,7 +108,7 @@ def test_indices_past_end_raise(gop12):
 )
 def test_irregular_timestamps_fall_back_to_counting(tmp_path, name, fmt, pts, b_frames):
     path = _write_raw(tmp_path / name, pts, fmt, max_b_frames=b_frames)
-    everything = decode.decode_all(path)
+    everything = decode_all(path)
     assert len(everything) == 60
     greys = [int(round(frame.mean())) for frame in everything]
     assert all(abs(g - 4 * i) <= 2 for i, g in enumerate(greys))
@@ -123,5 +124,3 @@ def test_garbage_raises_clear_error(tmp_path):
         decode.probe(bad)
     with pytest.raises(VideoDecodeError):
         decode.decode_frames(b"not a video", [0])
-    with pytest.raises(VideoDecodeError):
-        decode.decode_all(tmp_path / "missing.avi")

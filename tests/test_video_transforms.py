@@ -9,14 +9,16 @@ import torch
 from nlflow.video.transforms import (
     MEAN,
     STD,
-    center_crop,
     crop_offsets,
-    normalize,
+    normalize_channels_last,
     resize_short_side,
     scaled_size,
-    three_crops,
     train_augment_frames,
 )
+
+
+def normalize(frames):
+    return normalize_channels_last(torch.as_tensor(frames))
 
 
 def train_augment(frames, scale_range, crop_size, rng):
@@ -53,14 +55,13 @@ def test_resize_short_side_keeps_aspect_and_type():
 
 def test_crops_cover_the_long_side():
     clip = _ramp_clip(h=60, w=80)
-    left, centre, right = three_crops(clip, 60)
-    assert [int(c[0, 0, 0, 0]) for c in (left, centre, right)] == [0, 10, 20]
-    assert center_crop(clip, 40).shape == (4, 40, 40, 3)
-    assert int(center_crop(clip, 40)[0, 0, 0, 0]) == 20
-    top, _, bottom = three_crops(np.ascontiguousarray(clip.transpose(0, 2, 1, 3)), 60)
-    assert [int(c[0, 0, 0, 0]) for c in (top, bottom)] == [0, 20]
+    offsets = crop_offsets(60, 80, 60, 3)
+    assert [int(clip[0, top, left, 0]) for top, left in offsets] == [0, 10, 20]
+    ((top, left),) = crop_offsets(60, 80, 40, 1)
+    assert clip[:, top : top + 40, left : left + 40].shape == (4, 40, 40, 3) and int(clip[0, top, left, 0]) == 20
+    assert [top for top, _ in crop_offsets(80, 60, 60, 3)] == [0, 10, 20]
     with pytest.raises(ValueError):
-        center_crop(clip, 61)
+        crop_offsets(60, 80, 61, 1)
 
 
 def test_test_crops_and_scale_follow_the_original():

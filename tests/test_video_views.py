@@ -6,19 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.datasets.demo import read_frame_index, render_class_frames, write_video
+from nlflow.acquire.demo import read_frame_index, render_class_frames, write_video
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.video import decode
 from nlflow.video.transforms import MEAN, STD
 from nlflow.video.views import (
     ViewSpec,
     load_test_view_frames,
-    load_test_views,
     normalize_views,
     test_clip_indices,
     test_clip_starts,
     train_clip_indices,
 )
+from video_helpers import decode_all
+
+
+def _load_test_views(source, spec, *, num_frames=None):
+    return normalize_views(load_test_view_frames(source, spec, num_frames=num_frames))
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +84,9 @@ def test_view_spec_round_trip_and_validation():
 
 def test_load_test_views_shape_order_and_normalisation(wide_video):
     spec = ViewSpec(video_length=4, sample_rate=5, num_clips=4, num_crops=3, scale=256, crop_size=256)
-    everything = decode.decode_all(wide_video)
+    everything = decode_all(wide_video)
     decode.counters.reset()
-    views = load_test_views(wide_video.read_bytes(), spec)
+    views = _load_test_views(wide_video.read_bytes(), spec)
     assert decode.counters.decode_passes == 1  # one decode for all 12 views
     assert views.shape == (12, 3, 4, 256, 256) and views.dtype == torch.float32
     clips = test_clip_indices(120, spec)
@@ -97,7 +101,7 @@ def test_load_test_views_shape_order_and_normalisation(wide_video):
 
 def test_load_test_views_resizes_and_centre_crops(wide_video):
     spec = ViewSpec(video_length=2, sample_rate=3, num_clips=1, num_crops=1, scale=128, crop_size=112)
-    views = load_test_views(str(wide_video), spec, num_frames=120)
+    views = _load_test_views(str(wide_video), spec, num_frames=120)
     assert views.shape == (1, 3, 2, 112, 112)
     assert -MEAN / STD - 1e-4 <= float(views.min()) and float(views.max()) <= (255 - MEAN) / STD + 1e-4
 
@@ -118,7 +122,7 @@ def test_view_frames_are_the_uint8_pixels_of_the_normalised_views(wide_video):
     spec = ViewSpec(video_length=4, sample_rate=5, num_clips=2, num_crops=3, scale=128, crop_size=112)
     frames = load_test_view_frames(wide_video, spec)
     assert frames.dtype == torch.uint8 and frames.shape == (6, 4, 112, 112, 3)
-    views = load_test_views(wide_video, spec)
+    views = _load_test_views(wide_video, spec)
     assert views.shape == (6, 3, 4, 112, 112) and views.is_contiguous()
     assert torch.equal(normalize_views(frames), views)
     assert torch.equal(frames.permute(0, 4, 1, 2, 3).float(), torch.round(views * STD + MEAN))
@@ -127,5 +131,5 @@ def test_view_frames_are_the_uint8_pixels_of_the_normalised_views(wide_video):
 
 def test_load_test_views_recovers_from_overstated_frame_count(wide_video):
     spec = ViewSpec(video_length=2, sample_rate=2, num_clips=3, num_crops=1)
-    views = load_test_views(wide_video, spec, num_frames=400)  # header claims more than decodes
-    assert torch.equal(views, load_test_views(wide_video, spec, num_frames=120))
+    views = _load_test_views(wide_video, spec, num_frames=400)  # header claims more than decodes
+    assert torch.equal(views, _load_test_views(wide_video, spec, num_frames=120))

@@ -12,7 +12,7 @@ from nlflow.logs import setup_logging
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from nlflow.datasets.demo import generate_demo
+    from nlflow.acquire.demo import generate_demo
 
     summary = generate_demo(
         args.out_dir, seed=args.seed, num_frames=args.num_frames, clips_per_group=args.clips_per_group,

@@ -24,7 +24,7 @@ VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 def make_demo_dataset(
     out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
 ) -> None:
-    from nlflow.datasets.demo import generate_demo
+    from nlflow.acquire.demo import generate_demo
 
     summary = generate_demo(
         out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
@@ -45,7 +45,7 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
 
 
 def download(urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None) -> None:
-    from nlflow.datasets.download import fetch
+    from nlflow.acquire.download import fetch
 
     result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file)
     how = "already present" if result.already_present else f"from {result.source}"
@@ -53,7 +53,7 @@ def download(urls: Sequence[str], dest: str, sha256: str | None, lock_file: str 
 
 
 def extract(archive: str, target_dir: str) -> None:
-    from nlflow.datasets.extract import extract_archive
+    from nlflow.acquire.extract import extract_archive
 
     result = extract_archive(archive, target_dir)
     log.info(
@@ -82,7 +82,7 @@ def make_lists(
     test: str,
     classes: str,
 ) -> None:
-    from nlflow.datasets.ucf101 import make_lists as write_lists
+    from nlflow.acquire.ucf101 import make_lists as write_lists
 
     out_dir = Path(train).parent
     expected = {Path(p).name for p in (train, val, test, classes)}
@@ -144,7 +144,7 @@ def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) ->
 
 
 def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
-    from nlflow.datasets.ucf101 import format_list, read_list
+    from nlflow.acquire.ucf101 import format_list, read_list
     from nlflow.fileio import write_text_atomic
     from nlflow.store.shuffle import shuffle_repeat
     from nlflow.video.downscale import read_manifest
@@ -164,7 +164,7 @@ def write_lmdb(
     kind: str,
     embed: bool,
 ) -> None:
-    from nlflow.datasets.ucf101 import read_classes, read_list
+    from nlflow.acquire.ucf101 import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
     from nlflow.video.downscale import read_manifest
 
@@ -220,7 +220,7 @@ def train(
     :mod:`nlflow.train.launch`). One process runs the loop here; more run under torchrun (and srun
     across nodes), all on the same run folder, settings and inputs, given on their command line.
     """
-    from nlflow.datasets.ucf101 import read_classes
+    from nlflow.acquire.ucf101 import read_classes
     from nlflow.fileio import write_text_atomic
     from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
     from nlflow.train.loop import FINAL_NAME, TrainSettings, train as run_training

@@ -364,7 +364,7 @@ def evaluate(
     dict written to ``metrics_json``; its ``run`` entry says how many videos were ``computed`` now
     and how many were ``reused`` from the cache.
     """
-    from nlflow.store.datasets import TestVideoDataset
+    from nlflow.store.torch_datasets import TestVideoDataset
     from nlflow.store.lmdb_store import LmdbReader
 
     if aggregate not in AGGREGATES:  # checked before hours of GPU time, not after

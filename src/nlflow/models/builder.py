@@ -29,7 +29,8 @@ from torch import nn
 
 from nlflow.errors import ConfigError, check_known_fields
 from nlflow.models.nonlocal_block import NonLocalSpec
-from nlflow.models.resnet3d import ResNet3D, make_head, make_stage, make_stem, norm_factory
+from nlflow.models.norm import norm_factory
+from nlflow.models.resnet3d import ResNet3D, make_head, make_stage, make_stem
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 STAGE_NAMES = ("res2", "res3", "res4", "res5")

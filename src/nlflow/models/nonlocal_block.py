@@ -13,14 +13,12 @@ groups of ``temporal_group`` frames and each group attends only within itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-NormFactory = Callable[[int, bool], nn.Module]
-
+from nlflow.models.norm import NormFactory
 
 def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """A 1x1x1 conv applied to [N, C, T, H, W] as a 1-D conv over the flattened positions,
@@ -112,17 +110,3 @@ def merge_time(groups: torch.Tensor, n: int) -> torch.Tensor:
     num_groups = groups.shape[0] // n
     _, c, group, h, w = groups.shape
     return groups.view(n, num_groups, c, group, h, w).transpose(1, 2).reshape(n, c, num_groups * group, h, w)
-
-
-def reference_attend(block: NonLocalBlock, x: torch.Tensor) -> torch.Tensor:
-    """The original's step-by-step computation (batched matmuls, explicit softmax); for tests."""
-    n, _, t, h, w = x.shape
-    k = (1, block.pool_size, block.pool_size)
-    pooled = F.max_pool3d(x, kernel_size=k, stride=k) if block.pool_size > 1 else x
-    theta = block.theta(x).flatten(2)  # [N, d, L]
-    phi = block.phi(pooled).flatten(2)  # [N, d, M]
-    g = block.g(pooled).flatten(2)  # [N, d, M]
-    affinity = torch.bmm(theta.transpose(1, 2), phi) * block.dim_inner**-0.5  # [N, L, M]
-    prob = torch.softmax(affinity, dim=2)
-    y = torch.bmm(g, prob.transpose(1, 2))  # [N, d, L]
-    return y.reshape(n, block.dim_inner, t, h, w)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.fileio import write_text_atomic
-from nlflow.train import checkpoints as ckpt
+from nlflow.train import snapshots
 from nlflow.train import distributed as ddp
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
 from nlflow.video.views import to_network_input
@@ -47,7 +47,7 @@ class TrainingError(NlflowError):
 
 def _read_classes(classes: Sequence[str] | str | os.PathLike) -> list[str]:
     if isinstance(classes, (str, os.PathLike)):
-        from nlflow.datasets.ucf101 import read_classes
+        from nlflow.acquire.ucf101 import read_classes
 
         return read_classes(classes)
     return list(classes)
@@ -300,7 +300,7 @@ def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, rt
         rt.scaler.load_state_dict(state["scaler"])
     rng_states = state["rng"]
     if len(rng_states) == rt.info.world_size:
-        ckpt.restore_rng_state(rng_states[rt.info.rank])
+        snapshots.restore_rng_state(rng_states[rt.info.rank])
     else:
         log.warning("checkpoint was written by %d processes, now %d: RNG states reseeded",
                     len(rng_states), rt.info.world_size)
@@ -336,7 +336,7 @@ def _place(model: nn.Module, optimizer: torch.optim.Optimizer, rt: _Runtime, set
 
 def _val_loader(val_lmdb: Any, settings: TrainSettings, rt: _Runtime, local_batch: int) -> DataLoader | None:
     """Centre clips of the first ``val_batches`` global batches of the val store, sharded over ranks."""
-    from nlflow.store.datasets import ValClipDataset
+    from nlflow.store.torch_datasets import ValClipDataset
     from nlflow.video.views import ViewSpec
 
     if val_lmdb is None or settings.val_batches == 0:
@@ -375,7 +375,7 @@ def train(
     on a finished ``out_dir`` returns at once.
     """
     from nlflow.models import save_model_checkpoint
-    from nlflow.store.datasets import TrainClipDataset
+    from nlflow.store.torch_datasets import TrainClipDataset
 
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -387,7 +387,7 @@ def train(
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     try:
-        state = ckpt.load_latest(ckpt_dir)
+        state = snapshots.load_latest(ckpt_dir)
         if state is not None and state["iteration"] == settings.max_iter and state.get("finished") \
                 and final_path.exists():
             log.info("training in %s already finished at iteration %d", out_dir, state["iteration"])
@@ -400,7 +400,7 @@ def train(
             _check_resumable(state, settings, model_config)
             start_iter = _restore(state, model, optimizer, rt, settings)
             if info.is_main:
-                log.info("resuming from %s at iteration %d", ckpt.checkpoint_path(ckpt_dir, start_iter), start_iter)
+                log.info("resuming from %s at iteration %d", snapshots.checkpoint_path(ckpt_dir, start_iter), start_iter)
         else:
             _seed_everything(settings.seed + info.rank)
         forward = _place(model, optimizer, rt, settings)
@@ -436,9 +436,9 @@ def train(
                 iters_per_epoch, start_iter)
 
         def snapshot(iteration: int, finished: bool) -> None:
-            rng = ddp.all_gather_objects(ckpt.capture_rng_state(), info)
+            rng = ddp.all_gather_objects(snapshots.capture_rng_state(), info)
             if info.is_main:
-                path = ckpt.save_checkpoint(ckpt_dir, iteration, {
+                path = snapshots.save_checkpoint(ckpt_dir, iteration, {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict() if scaler.is_enabled() else {},

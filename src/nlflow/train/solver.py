@@ -155,7 +155,7 @@ def lr_at(iteration: int, settings: TrainSettings) -> float:
 
 
 def _norm_types() -> tuple[type, ...]:
-    from nlflow.models.resnet3d import Affine3d  # the frozen-BN stand-in: a norm layer too
+    from nlflow.models.norm import Affine3d  # the frozen-BN stand-in: a norm layer too
 
     return (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm,
             Affine3d)

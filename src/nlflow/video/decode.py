@@ -1,4 +1,4 @@
-"""Frame-exact video decoding with PyAV: probe, decode chosen frames by index, decode everything.
+"""Frame-exact video decoding with PyAV: probe, decode chosen frames by index.
 
 Sources are a path or the whole file as ``bytes`` (e.g. a record from LMDB). Frames come back as
 RGB uint8 arrays ``[T, H, W, 3]``. One decoder thread per call: parallelism comes from DataLoader
@@ -261,22 +261,3 @@ def decode_frames(source: str | os.PathLike[str] | bytes, indices: Sequence[int]
     checked = _check_indices(indices)
     with open_container(source) as container:
         return _decode_open(container, _describe(source), checked)
-
-
-def decode_all(source: str | os.PathLike[str] | bytes) -> np.ndarray:
-    """Every frame of the first video stream as RGB ``[N, H, W, 3]``."""
-    name = _describe(source)
-    with open_container(source) as container:
-        stream = _video_stream(container)
-        convert = _Converter()
-        counters.decode_passes += 1
-        frames = []
-        try:
-            for frame in container.decode(stream):
-                counters.frames_decoded += 1
-                frames.append(convert(frame))
-        except av.error.FFmpegError as err:
-            raise VideoDecodeError(f"cannot decode {name}: {err}") from err
-        if not frames:
-            raise VideoDecodeError(f"{name} has no decodable frames")
-        return np.stack(frames)

@@ -47,11 +47,6 @@ def normalize_channels_last(frames: torch.Tensor) -> torch.Tensor:
     return channels_first.to(torch.float32, memory_format=torch.contiguous_format, copy=True).sub_(MEAN).div_(STD)
 
 
-def normalize(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` -> float32 ``[3, T, H, W]`` as ``(x - 114.75) / 57.375``."""
-    return normalize_channels_last(_as_tensor(frames))
-
-
 def resize_short_side(frames: np.ndarray | torch.Tensor, size: int) -> np.ndarray | torch.Tensor:
     """Resize uint8 ``[T, H, W, 3]`` so the short side is ``size``; same type out as in."""
     tensor = _as_tensor(frames)
@@ -77,20 +72,6 @@ def crop_offsets(height: int, width: int, crop: int, count: int) -> list[tuple[i
     if top > 0:
         return [(top * position, left) for position in range(3)]
     return [(top, left * position) for position in range(3)]
-
-
-def center_crop(frames, crop: int):
-    """Centre ``crop`` x ``crop`` of ``[T, H, W, C]`` frames."""
-    (top, left), = crop_offsets(frames.shape[1], frames.shape[2], crop, 1)
-    return frames[:, top : top + crop, left : left + crop]
-
-
-def three_crops(frames, crop: int) -> list:
-    """Three ``crop`` x ``crop`` crops covering the long side (left/centre/right or top/centre/bottom)."""
-    return [
-        frames[:, top : top + crop, left : left + crop]
-        for top, left in crop_offsets(frames.shape[1], frames.shape[2], crop, 3)
-    ]
 
 
 def train_augment_frames(

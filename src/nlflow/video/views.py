@@ -160,16 +160,6 @@ def to_network_input(batch: torch.Tensor, device: torch.device, channels_last: b
     return batch
 
 
-def load_test_views(
-    source: str | os.PathLike[str] | bytes,
-    spec: ViewSpec,
-    *,
-    num_frames: int | None = None,
-) -> torch.Tensor:
-    """Normalised float32 views ``[V, 3, T, crop, crop]``: :func:`load_test_view_frames` + :func:`normalize_views`."""
-    return normalize_views(load_test_view_frames(source, spec, num_frames=num_frames))
-
-
 # These are library functions whose names start with "test": keep pytest from collecting them
 # when a test module imports them.
 test_clip_starts.__test__ = False  # type: ignore[attr-defined]

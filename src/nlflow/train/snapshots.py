@@ -1,4 +1,5 @@
-"""Resumable training checkpoints: written atomically, the last K kept, the newest readable one found.
+"""Training snapshots for resume (model, optimizer, scaler and RNG states at an iteration):
+written atomically, the last K kept, the newest readable one found.
 
 A checkpoint holds plain types and tensors only, so it loads with ``torch.load(weights_only=True)``.
 """

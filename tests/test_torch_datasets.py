@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
-import av
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from nlflow.store.datasets import SampleLoadError, TestVideoDataset, TrainClipDataset, ValClipDataset
+from nlflow.acquire.demo import write_video
 from nlflow.store.lmdb_store import write_store
+from nlflow.store.torch_datasets import SampleLoadError, TestVideoDataset, TrainClipDataset, ValClipDataset
 from nlflow.video.transforms import MEAN, STD
 from nlflow.video.views import ViewSpec, normalize_views
 
@@ -28,19 +26,8 @@ def _level(t: int) -> int:
 def _write_video(path, frames: int = FRAMES) -> None:
     """Uniform-colour frames (red = 20 + 2t, green 180, blue 60), mpeg4 AVI, keyframe every 12."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", format="avi") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.time_base = Fraction(1, 25)
-        stream.codec_context.gop_size = 12
-        stream.bit_rate = 4_000_000
-        for t in range(frames):
-            image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-            image[..., 0], image[..., 1], image[..., 2] = _level(t), GREEN, BLUE
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = t
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    images = (np.full((HEIGHT, WIDTH, 3), (_level(t), GREEN, BLUE), np.uint8) for t in range(frames))
+    write_video(path, images, keyframe_interval=12, qscale=2)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +106,7 @@ def test_train_randomness_is_reproducible_and_worker_independent(tmp_path, video
 def test_train_replaces_a_corrupt_record_and_counts_it(tmp_path, videos, caplog):
     path, entries = _store(tmp_path, videos, corrupt=True)
     dataset = TrainClipDataset(path, 4, 4, (48, 56), 40, seed=0)
-    with caplog.at_level("WARNING", logger="nlflow.store.datasets"):
+    with caplog.at_level("WARNING", logger="nlflow.store.torch_datasets"):
         clip, label = dataset[1]  # the corrupt one
         dataset[1]
     assert clip.shape == (4, 40, 40, 3) and clip.dtype == torch.uint8

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from nlflow.train.checkpoints import (
+from nlflow.train.snapshots import (
     capture_rng_state, checkpoint_path, list_checkpoints, load_latest, restore_rng_state, save_checkpoint,
 )
 
