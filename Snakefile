@@ -3,9 +3,16 @@
 # -> evaluate -> report. Run `snakemake --cores 2 --configfile config/demo.yaml` for the demo.
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 from nlflow.evaluate.headline import headline_numbers
+from nlflow.workflow_config import (
+    canonical,
+    coerce_to_schema,
+    operational_params,
+    result_params,
+)
 
 min_version("9.0")
 
@@ -14,7 +21,11 @@ if not config:
     configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# Strings that mean numbers (YAML's `1e-2`, every value of `--config 'train={base_lr: 0.02}'`)
+# become numbers before validation, so that they validate and compare as numbers.
+SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
+config.update(coerce_to_schema(config, yaml.safe_load(SCHEMA.read_text())))
+validate(config, SCHEMA)
 
 
 report: "workflow/report/workflow.rst"

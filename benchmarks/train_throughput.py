@@ -38,7 +38,8 @@ from nlflow.models import ModelConfig, build_model
 from nlflow.store.torch_datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import distributed as ddp
-from nlflow.train.loop import _loader_kwargs, amp_dtype, epoch_batches
+from nlflow.train.loop import _loader_kwargs, epoch_batches
+from nlflow.train.runtime import amp_dtype
 from nlflow.train.solver import TrainSettings, build_optimizer
 from nlflow.video.views import to_network_input
 

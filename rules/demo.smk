@@ -15,7 +15,7 @@ rule make_demo_dataset:
         mem_mb=2000,
         runtime=20,
     params:
-        demo=config.get("demo", {}),
+        demo=canonical(config.get("demo", {})),
     script:
         "../workflow/scripts/make_demo_dataset.py"
 
@@ -32,7 +32,7 @@ rule make_demo_weights:
         mem_mb=2000,
         runtime=10,
     params:
-        model=config["model"],
+        model=canonical(config["model"]),
         seed=config.get("demo", {}).get("seed", 0),
     script:
         "../workflow/scripts/make_demo_weights.py"

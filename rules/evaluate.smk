@@ -27,9 +27,9 @@ rule evaluate:
         runtime=600,
         gpu=min(config["train"]["gpus"], 1),
     params:
-        views=view_params(),
-        batch_size=config["test"]["batch_size"],
-        num_workers=config["test"]["num_workers"],
+        views=canonical(view_params()),
+        # views per forward pass and loader workers: how it runs, never what it finds
+        operational=operational_params(config["test"], "test"),
         aggregate=config["test"]["aggregate"],
         amp=config["test"]["amp"],
         cache_dir=R("evaluate/view_scores"),
@@ -71,6 +71,13 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings={k: config[k] for k in ("dataset", "model", "train", "test")},
+        settings=canonical(
+            {
+                "dataset": config["dataset"],
+                "model": config["model"],
+                "train": result_params(config["train"], "train"),
+                "test": result_params(config["test"], "test"),
+            }
+        ),
     script:
         "../workflow/scripts/report.py"

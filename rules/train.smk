@@ -40,12 +40,13 @@ rule train:
         tasks=config["train"]["nodes"],
         tasks_per_gpu=0,
     params:
-        train={
-            key: value
-            for key, value in config["train"].items()
-            if key not in ("gpus", "nodes")
-        },
-        clip={key: config["model"][key] for key in ("video_length", "sample_rate")},
+        # What can change the trained network; worker, logging and checkpoint settings travel
+        # apart and never re-run training (nlflow.workflow_config).
+        train=result_params(config["train"], "train"),
+        operational=operational_params(config["train"], "train"),
+        clip=canonical(
+            {key: config["model"][key] for key in ("video_length", "sample_rate")}
+        ),
         checkpoint_dir=R("train/checkpoints"),
     script:
         "../workflow/scripts/train.py"

@@ -41,7 +41,7 @@ rule clean_weights:
         mem_mb=4000,
         runtime=10,
     params:
-        model=model_params(),
+        model=canonical(model_params()),
         drop_head=config["pretrained"]["drop_head"],
         keep_bn_stats=config["pretrained"]["keep_bn_stats"],
     script:

@@ -10,6 +10,7 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
 
@@ -64,12 +65,21 @@ def test_second_run_has_nothing_to_do(finished_run):
 
 # Each rule takes exactly the config values it uses as params, so a change re-runs what it affects.
 ONE_EACH = dict.fromkeys(("train", "evaluate", "report", "all"), 1)
+AFTER_EVALUATE = dict.fromkeys(("evaluate", "report", "all"), 1)
 RERUN_CASES = {
     "nothing": ({}, {}),
     "learning rate": ({"train": {"base_lr": 0.05}}, ONE_EACH),
-    "test clips": ({"test": {"num_clips": 4}}, dict.fromkeys(("evaluate", "report", "all"), 1)),
+    "channels_last": ({"train": {"channels_last": True}}, ONE_EACH),
+    "accumulate": ({"train": {"accumulate": 2}}, ONE_EACH),
+    "test clips": ({"test": {"num_clips": 4}}, AFTER_EVALUATE),
+    "test precision": ({"test": {"amp": "bf16"}}, AFTER_EVALUATE),
     "short side": ({"downscale": {"short_side": 128}}, {"downscale": 1, "shuffle_rep": 1, "write_lmdb": 3, **ONE_EACH}),
     "split": ({"dataset": {"split": 2}}, {"make_lists": 1, "shuffle_rep": 1, "write_lmdb": 3, **ONE_EACH}),
+    # Operational keys: how a job runs, never what it produces (config/README.md, "Kind").
+    "train workers": ({"train": {"num_workers": 1}}, {}),
+    "log and checkpoint periods": ({"train": {"log_period": 7, "checkpoint_period": 100, "keep_checkpoints": 5}}, {}),
+    "validation period": ({"train": {"val_period": 200}}, {}),
+    "views per forward": ({"test": {"batch_size": 7, "num_workers": 2}}, {}),
 }
 
 
@@ -84,6 +94,30 @@ def test_config_change_reruns_exactly_what_it_affects(finished_run, case):
     assert planned_jobs(plan) == expected
 
 
+def test_a_config_that_means_the_same_reruns_nothing(finished_run):
+    """Keys in another order (as YAML tools that sort keys write them), comments gone, numbers
+    spelled otherwise (`1e-2` for 0.01: a string to YAML 1.1, a number to nlflow)."""
+    workdir, _, _ = finished_run
+    text = yaml.safe_dump(demo_config(), sort_keys=True).replace("base_lr: 0.01", "base_lr: 1e-2")
+    assert "base_lr: 1e-2" in text
+    config_file = workdir / "sorted.yaml"
+    config_file.write_text(text)
+    plan = snakemake(workdir, config_file, "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert planned_jobs(plan) == {}
+
+
+def test_a_command_line_override_reruns_what_it_affects(finished_run):
+    # Snakemake refuses dotted keys (`--config train.base_lr=0.02`); a nested mapping is its form,
+    # and it reads every value in it as a string, which the schema turns back into a number.
+    workdir, config_file, _ = finished_run
+    plan = snakemake(workdir, config_file, "--dry-run", "--config", "train={base_lr: 0.02}")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert planned_jobs(plan) == ONE_EACH
+    same = snakemake(workdir, config_file, "--dry-run", "--config", "train={base_lr: 1e-2}")
+    assert same.returncode == 0 and planned_jobs(same) == {}
+
+
 def test_snakemake_report_builds(finished_run):
     workdir, config_file, _ = finished_run
     html = workdir / "report.html"
@@ -92,3 +126,6 @@ def test_snakemake_report_builds(finished_run):
     text = html.read_text(errors="replace")
     for name in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "metrics.json"):
         assert name in text
+    # The front page shows the numbers themselves, not where to find them.
+    metrics = json.loads((workdir / "results/evaluate/metrics.json").read_text())
+    assert "Video-level top-1" in text and f"{100 * metrics['top1']:.2f} %" in text

@@ -3,6 +3,7 @@ through ``nlflow.stages.train`` compared with a single-process run of the same s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import stat
@@ -281,3 +282,19 @@ def test_stage_bf16_autocast_on_cpu(tiny_data, tmp_path, log_file):  # noqa: F81
     losses = [m["loss"] for m in map(json.loads, (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines())
               if "loss" in m]
     assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
+
+
+def test_an_operational_change_keeps_the_run_folder_a_result_change_starts_a_new_one(tiny_data, tmp_path, log_file):  # noqa: F811
+    settings = tiny_settings(max_iter=2, val_period=0, precise_bn_iters=0)
+    out = tmp_path / "run"
+    _stage(tiny_data, tiny_data["init"], out, 0, settings)
+    (first,) = (out / "checkpoints").iterdir()
+    # Other workers, log and checkpoint periods: the same run folder, found finished, nothing retrained.
+    stages.train(str(tiny_data["train"]), str(tiny_data["val"]), str(tiny_data["init"]), str(tiny_data["classes"]),
+                 model_out=str(out / "model_final.pt"), metrics_out=str(out / "metrics.jsonl"),
+                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.result_dict(), clip={},
+                 operational={"num_workers": 1, "log_period": 1, "checkpoint_period": 1, "gpus": 0, "nodes": 1})
+    assert list((out / "checkpoints").iterdir()) == [first]
+    assert "already finished at iteration 2" in log_file.read_text()
+    _stage(tiny_data, tiny_data["init"], out, 0, dataclasses.replace(settings, base_lr=0.02))
+    assert len(list((out / "checkpoints").iterdir())) == 2

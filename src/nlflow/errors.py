@@ -14,6 +14,10 @@ class ConfigError(NlflowError):
     """The configuration is invalid or inconsistent."""
 
 
+class TrainingError(NlflowError):
+    """Training cannot start or went wrong (diverged, inconsistent inputs, out of memory)."""
+
+
 def check_known_fields(cls: type, data: Mapping[str, Any], what: str) -> None:
     """Refuse keys of ``data`` that are not fields of the dataclass ``cls`` (a typo must not be ignored)."""
     known = {f.name for f in dataclasses.fields(cls)}

@@ -210,6 +210,7 @@ def train(
     checkpoint_dir: str,
     train_config: Mapping[str, Any],
     clip: Mapping[str, Any],
+    operational: Mapping[str, Any] | None = None,
     gpus: int = 0,
     nodes: int = 1,
 ) -> None:
@@ -223,10 +224,14 @@ def train(
     from nlflow.acquire.ucf101 import read_classes
     from nlflow.fileio import write_text_atomic
     from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
-    from nlflow.train.loop import FINAL_NAME, TrainSettings, train as run_training
+    from nlflow.train.loop import FINAL_NAME, train as run_training
+    from nlflow.train.solver import TrainSettings
 
-    settings = TrainSettings.from_config(dict(clip), dict(train_config))
-    run_dir = Path(checkpoint_dir) / settings_digest(settings.to_dict(), train_lmdb, val_lmdb, init)
+    launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
+    runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
+    settings = TrainSettings.from_config(dict(clip), {**train_config, **runtime})
+    # Named by what can change the result: a run with other workers or log periods resumes here.
+    run_dir = Path(checkpoint_dir) / settings_digest(settings.result_dict(), train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
     gpus, nodes = int(gpus or 0), int(nodes or 1)
     if nodes < 1 or gpus % nodes:
@@ -273,10 +278,9 @@ def evaluate(
     metrics_out: str,
     predictions_out: str,
     views: Mapping[str, Any],
-    batch_size: int,
-    num_workers: int,
     aggregate: str,
     cache_dir: str,
+    operational: Mapping[str, Any],
     amp: str = "none",
 ) -> None:
     from nlflow.evaluate.multiview import evaluate as run_evaluation
@@ -285,7 +289,7 @@ def evaluate(
     spec = ViewSpec.from_dict(dict(views))
     metrics = run_evaluation(
         model, test_lmdb, spec, cache_dir, metrics_out, predictions_out,
-        batch_size=batch_size, num_workers=num_workers, aggregate=aggregate, amp=amp,
+        batch_size=operational["batch_size"], num_workers=operational["num_workers"], aggregate=aggregate, amp=amp,
     )
     log.info(
         "video-level top-1 %.4f, top-5 %.4f over the %d listed test videos (%d views each)",

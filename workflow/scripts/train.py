@@ -12,6 +12,7 @@ run_stage(
     metrics_out=snakemake.output.metrics,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     train_config=snakemake.params.train,
+    operational=snakemake.params.operational,
     clip=snakemake.params.clip,
     gpus=snakemake.resources.gpu,
     nodes=snakemake.resources.nodes,

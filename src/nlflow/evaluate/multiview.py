@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
 from nlflow.fileio import atomic_path, write_json_atomic
@@ -84,6 +85,7 @@ class ViewScorer:
         self.batch_size = int(batch_size)
         self.amp = amp == "bf16"
         self.forward_calls = 0
+        self.memory = MemoryProbe.start(self.device)
 
     @property
     def precision(self) -> str:
@@ -93,10 +95,22 @@ class ViewScorer:
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         batch = to_network_input(batch, self.device)
         self.forward_calls += 1
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logit_map = self.model.forward_map(batch)
+        try:
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                logit_map = self.model.forward_map(batch)
+        except OutOfMemoryError as exc:
+            raise EvaluationError(self._out_of_memory_message(len(batch), exc)) from None
         probs, logits = logit_map_to_view_scores(logit_map)
         return probs.cpu().numpy(), logits.cpu().numpy()
+
+    def _out_of_memory_message(self, views: int, error: BaseException) -> str:
+        head = f"{self.device.type.upper()} out of memory with {views} views per forward pass (test.batch_size {self.batch_size})"
+        fits = self.memory.fitting_batch(views, error)
+        if fits is None or fits >= views:
+            return f"{head}: set test.batch_size lower"
+        if fits < 1:
+            return f"{head}: not even one view fits next to the weights; use a GPU with more memory"
+        return f"{head}: set test.batch_size to {fits} or lower (estimated from the memory this pass needed)"
 
     def score(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Views of one video -> (probs [V, C], logits [V, C]).

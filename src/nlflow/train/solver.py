@@ -26,11 +26,19 @@ ORIGINAL_STEP_FRACTIONS = (0.0, 0.375, 0.75)
 _MODEL_KEYS = ("video_length", "sample_rate", "dropout", "crop_size")
 
 
+# Settings that change how a run goes, never what it produces: processes and threads, logging,
+# checkpoints, when validation runs (config/README.md gives the evidence for each borderline key).
+OPERATIONAL = frozenset({"num_workers", "threads", "log_period", "checkpoint_period", "keep_checkpoints", "val_period"})
+
+
 @dataclass
 class TrainSettings:
     """Everything ``train()`` needs besides the files. Iteration-based like the original."""
 
-    batch_size: int = 8  # global: split over all processes
+    batch_size: int = 8  # global: clips per SGD update, split over all processes
+    # Micro-batches per update and process: memory for a smaller GPU, same update (BN statistics
+    # are then those of each micro-batch, as they are of each process's share with several GPUs).
+    accumulate: int = 1
     max_iter: int = 1000
     base_lr: float = ORIGINAL_BASE_LR
     # None: the original's 400k schedule scaled to max_iter (see default_lr_steps).
@@ -88,6 +96,7 @@ class TrainSettings:
                 raise ConfigError(f"train settings: {message}")
 
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.accumulate >= 1, f"accumulate must be >= 1, got {self.accumulate}")
         need(self.max_iter >= 1, f"max_iter must be >= 1, got {self.max_iter}")
         need(self.base_lr > 0, f"base_lr must be > 0, got {self.base_lr}")
         need(len(self.lr_steps) >= 1 and len(self.lr_steps) == len(self.lr_relative),
@@ -115,6 +124,11 @@ class TrainSettings:
         d = dataclasses.asdict(self)
         d["scale_range"] = list(self.scale_range)
         return d
+
+    def result_dict(self) -> dict[str, Any]:
+        """The settings that can change what training produces (see :data:`OPERATIONAL`): what
+        names a run folder and what a resumed run must agree with."""
+        return {key: value for key, value in self.to_dict().items() if key not in OPERATIONAL}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
