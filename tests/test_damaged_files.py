@@ -9,17 +9,24 @@ store read past its end) run in a subprocess, so a regression fails the test ins
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from nlflow.errors import one_line
+from nlflow.evaluate.multiview import EvaluationError, evaluate, reaggregate
 from nlflow.store.lmdb_store import LmdbReader, LmdbStoreError, write_store
 
 from test_lmdb_store import CLASSES, _make_videos
+from test_multiview import SPEC, tiny_checkpoint, tiny_test_store
 
 STORE = "results/lmdb/split1/test.lmdb"  # where the workflow keeps a store: the rebuild hint names it
 REBUILD_STORE = f"rebuild it with `snakemake -f {STORE}`"
@@ -200,3 +207,104 @@ def test_stores_written_without_checksums_still_read(tmp_path, monkeypatch):
     reader = LmdbReader(store)
     assert [reader[i].data for i in range(3)] == [payload for _, payload in records]
     assert reader.header(1) == {"video": records[1][0], "label": 1, "frames": 61}
+
+
+# ------------------------------------------------------------------ the evaluation cache
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A test store, a checkpoint and a finished evaluation of them (its cache and metrics)."""
+    tmp = tmp_path_factory.mktemp("damaged_eval")
+    store, _, entries = tiny_test_store(tmp, corrupt=True)
+    checkpoint = tiny_checkpoint(tmp / "model.pt")
+    reference = evaluate(checkpoint, store, SPEC, tmp / "cache", tmp / "m.json", tmp / "p.csv", batch_size=16)
+    return SimpleNamespace(tmp=tmp, store=store, checkpoint=checkpoint, entries=entries, reference=reference)
+
+
+def _evaluate_again(evaluated, tmp_path: Path, damage) -> dict:
+    cache = tmp_path / "cache"
+    shutil.copytree(evaluated.tmp / "cache", cache)
+    damage(cache)
+    return evaluate(evaluated.checkpoint, evaluated.store, SPEC, cache, tmp_path / "m.json", tmp_path / "p.csv", batch_size=16)
+
+
+def _same_metrics(metrics: dict, reference: dict) -> None:
+    for key in ("top1", "top5", "top1_decoded", "clip_top1", "confusion_matrix", "num_listed", "num_videos", "failed_videos"):
+        assert metrics[key] == reference[key], key
+
+
+def _entry(cache: Path, index: int) -> Path:
+    return cache / "videos" / f"{index:08d}.npz"
+
+
+def _rewrite_entry(path: Path, **changes) -> None:
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(changes)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def test_damaged_cache_entries_are_logged_once_and_recomputed(evaluated, tmp_path, caplog):
+    def damage(cache):
+        cut_to_half(_entry(cache, 0))
+        flip_bit(_entry(cache, 1))
+        with np.load(_entry(cache, 2)) as data:
+            _rewrite_entry(_entry(cache, 2), probs=data["probs"][:2])  # too few views
+        shutil.copyfile(_entry(cache, 4), _entry(cache, 3))  # another video's scores
+
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.multiview"):
+        metrics = _evaluate_again(evaluated, tmp_path, damage)
+    assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (4, len(evaluated.entries) - 4)
+    _same_metrics(metrics, evaluated.reference)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "evaluation cache" in r.getMessage()]
+    assert len(warnings) == 4
+    assert "00000000.npz is damaged (BadZipFile" in warnings[0]
+    assert "00000001.npz is damaged (BadZipFile: Bad CRC-32" in warnings[1]
+    assert "00000002.npz does not match this test set: probs float32[2, 3]" in warnings[2]
+    assert f"00000003.npz does not match this test set: holds {evaluated.entries[4][0]!r}" in warnings[3]
+    assert all(w.endswith(f"recomputing {evaluated.entries[i][0]}") for i, w in enumerate(warnings))
+    # The recomputed entries are whole again: the next run computes nothing.
+    again = evaluate(evaluated.checkpoint, evaluated.store, SPEC, tmp_path / "cache", tmp_path / "m.json", tmp_path / "p.csv")
+    assert again["run"]["computed"] == 0
+
+
+@pytest.mark.parametrize("damage", [cut_to_half, lambda path: flip_bit(path, mask=0x80)], ids=["cut", "flipped"])
+def test_a_damaged_identity_recomputes_everything(evaluated, tmp_path, caplog, damage):
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.multiview"):
+        metrics = _evaluate_again(evaluated, tmp_path, lambda cache: damage(cache / "identity.json"))
+    assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (len(evaluated.entries), 0)
+    _same_metrics(metrics, evaluated.reference)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "identity.json" in r.getMessage()]
+    assert "identity.json is damaged (" in warning
+    assert warning.endswith(f"recomputing every video (discarding {len(evaluated.entries)} cached)")
+
+
+def test_reaggregate_names_a_damaged_cache_and_the_way_out(evaluated, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(evaluated.tmp / "cache", cache)
+    flip_bit(_entry(cache, 2))
+    with pytest.raises(EvaluationError, match=r"00000002.npz is damaged \(BadZipFile.*: run evaluate again"):
+        reaggregate(cache)
+    shutil.copyfile(_entry(evaluated.tmp / "cache", 2), _entry(cache, 2))
+    _rewrite_entry(_entry(cache, 1), video=np.array("Other/v_Other_g01_c01.avi"))
+    with pytest.raises(EvaluationError, match="videos and labels do not match identity.json: run evaluate again"):
+        reaggregate(cache)
+    cut_to_half(cache / "identity.json")
+    with pytest.raises(EvaluationError, match="identity.json is damaged .*: run evaluate again"):
+        reaggregate(cache)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_damaged_test_store_stops_evaluation_and_is_not_cached_as_a_failed_video(evaluated, tmp_path, num_workers):
+    store = tmp_path / "test.lmdb"
+    shutil.copyfile(evaluated.store, store)
+    video = (evaluated.tmp / "videos" / evaluated.entries[2][0]).read_bytes()
+    flip_bit(store, offset_of(store, video[:256]) + len(video) // 2)
+    with pytest.raises(LmdbStoreError) as error:
+        evaluate(evaluated.checkpoint, store, SPEC, tmp_path / "cache", tmp_path / "m.json", tmp_path / "p.csv",
+                 num_workers=num_workers)
+    assert one_line(error.value) == str(error.value)
+    assert f"{store} is damaged: record 2: malformed LMDB record: the payload of {evaluated.entries[2][0]} fails its CRC-32" in str(error.value)
+    assert not _entry(tmp_path / "cache", 2).exists() and not (tmp_path / "m.json").exists()
