@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,13 +21,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from nlflow.errors import one_line
+from nlflow.acquire import ucf101
+from nlflow.acquire.download import DownloadError, fetch, read_lock_file
+from nlflow.adapter import run_stage
+from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.multiview import EvaluationError, evaluate, reaggregate
+from nlflow.evaluate.report import ReportError, read_metrics_jsonl, write_report
+from nlflow.models import CheckpointError, ModelConfig, build_model, read_checkpoint, save_model_checkpoint
 from nlflow.store.lmdb_store import LmdbReader, LmdbStoreError, write_store
+from nlflow.train.snapshots import checkpoint_path, load_latest, save_checkpoint
+from nlflow.video.downscale import ManifestError, ManifestRow, read_manifest, write_manifest
 
+from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
 from test_lmdb_store import CLASSES, _make_videos
 from test_multiview import SPEC, tiny_checkpoint, tiny_test_store
+from test_report import _eval_metrics
 
 STORE = "results/lmdb/split1/test.lmdb"  # where the workflow keeps a store: the rebuild hint names it
 REBUILD_STORE = f"rebuild it with `snakemake -f {STORE}`"
@@ -308,3 +319,303 @@ def test_a_damaged_test_store_stops_evaluation_and_is_not_cached_as_a_failed_vid
     assert one_line(error.value) == str(error.value)
     assert f"{store} is damaged: record 2: malformed LMDB record: the payload of {evaluated.entries[2][0]} fails its CRC-32" in str(error.value)
     assert not _entry(tmp_path / "cache", 2).exists() and not (tmp_path / "m.json").exists()
+
+
+# ------------------------------------------------------------------ the downscale manifest and settings stamp
+
+
+@pytest.fixture()
+def manifest(tmp_path) -> SimpleNamespace:
+    """A manifest of six downscaled 'videos' (files of known size) and one corrupt one."""
+    videos = tmp_path / "results/downscaled/videos"
+    rows = []
+    for i in range(6):
+        rel = f"Grow/v_Grow_g{i + 1:02d}_c01.avi"
+        (videos / rel).parent.mkdir(parents=True, exist_ok=True)
+        (videos / rel).write_bytes(b"x" * (1000 + i))
+        rows.append(ManifestRow(rel, "ok", 80 + i, 25.0, 112, 112, 1000 + i))
+    rows.insert(3, ManifestRow("Grow/v_Grow_g09_c01.avi", "corrupt", 0, 0.0, 0, 0, 0, "InvalidDataError: truncated"))
+    path = tmp_path / "results/downscaled/manifest.csv"
+    write_manifest(path, rows)
+    return SimpleNamespace(path=path, videos=videos, rows=rows)
+
+
+def test_a_manifest_cut_in_half_is_refused_with_the_rebuild_command(manifest, monkeypatch):
+    monkeypatch.chdir(manifest.path.parents[2])
+    lines = manifest.path.read_text().count("\n")
+    cut_to_half(manifest.path)
+    with pytest.raises(ManifestError) as error:
+        read_manifest(manifest.path)
+    assert str(error.value) == (
+        f"{manifest.path} is damaged: it ends in the middle of line {manifest.path.read_text().count(chr(10)) + 1} "
+        "(truncated?); rebuild it with `snakemake -f results/downscaled/manifest.csv` (plus your usual "
+        "--configfile/--profile) (this re-runs the downscale job)"
+    )
+    assert manifest.path.read_text().count("\n") < lines
+
+
+def test_a_manifest_cut_at_a_line_end_is_caught_by_the_videos_beside_it(manifest):
+    text = manifest.path.read_text()
+    manifest.path.write_text(text[: text.rindex("\n", 0, len(text) // 2) + 1])
+    assert len(read_manifest(manifest.path)) < len(manifest.rows)  # alone, it still parses
+    with pytest.raises(ManifestError, match=r"is damaged: \d downscaled video\(s\) lack an 'ok' row, e.g. Grow/v_Grow_g0\d_c01.avi; rebuild"):
+        read_manifest(manifest.path, videos_dir=manifest.videos)
+
+
+@pytest.mark.parametrize(
+    "needle, mask, expected",
+    [
+        (b"v_Grow_g02", 0x80, r"manifest.csv:3 is damaged \(a byte that is not UTF-8 text\); rebuild"),
+        (b",ok,81", 0x02, r"manifest.csv:3 is damaged \(malformed row 'Grow/v_Grow_g02_c01.avi,mk,81"),
+        (b"v_Grow_g02", 0x01, r"damaged: 1 downscaled video\(s\) lack an 'ok' row, e.g. Grow/v_Grow_g02_c01.avi"),
+        (b"1001,", 0x01, r"damaged: 1 row\(s\) record another file size than the video has, e.g. Grow/v_Grow_g02_c01.avi"),
+        (b"corrupt,", 0x20, r"manifest.csv:5 is damaged \(malformed row 'Grow/v_Grow_g09_c01.avi,Corrupt"),
+    ],
+    ids=["not-utf8", "status", "video-name", "size", "status-case"],
+)
+def test_a_flipped_bit_in_the_manifest_is_refused(manifest, needle, mask, expected):
+    flip_bit(manifest.path, offset_of(manifest.path, needle) + (1 if needle.startswith(b",") else 0), mask)
+    with pytest.raises(ManifestError, match=expected):
+        read_manifest(manifest.path, videos_dir=manifest.videos)
+
+
+def test_a_damaged_settings_stamp_means_encoding_again(tmp_path, caplog):
+    from nlflow.acquire.demo import make_class_video
+    from nlflow.video.downscale import SETTINGS_STAMP, downscale_all
+
+    source = tmp_path / "src"
+    make_class_video(source / "Grow/v_Grow_g01_c01.avi", "Grow", np.random.default_rng(0), num_frames=12, size=(64, 48))
+    run = lambda: downscale_all(source, ["Grow/v_Grow_g01_c01.avi"], tmp_path / "out", tmp_path / "m.csv", short_side=32)  # noqa: E731
+    run()
+    for damage in (cut_to_half, lambda path: flip_bit(path, mask=0x80)):
+        damage(tmp_path / "out" / SETTINGS_STAMP)
+        with caplog.at_level(logging.INFO, logger="nlflow.video.downscale"):
+            caplog.clear()
+            (row,) = run()
+        assert row.status == "ok" and "0 up to date, 1 to encode" in caplog.text
+        assert json.loads((tmp_path / "out" / SETTINGS_STAMP).read_text())["short_side"] == 32
+
+
+# ------------------------------------------------------------------ list files
+
+
+@pytest.fixture()
+def lists(tmp_path) -> Path:
+    out = tmp_path / "results/lists/split1"
+    out.mkdir(parents=True)
+    classes = ["Grow", "MoveUp", "Shrink"]
+    (out / "train.txt").write_text("".join(f"{classes[i % 3]}/v_{classes[i % 3]}_g{i:02d}_c01.avi {i % 3}\n" for i in range(8, 21)))
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
+    return out
+
+
+def test_a_list_cut_in_half_names_the_file_and_line(lists, monkeypatch):
+    monkeypatch.chdir(lists.parents[2])
+    cut_to_half(lists / "train.txt")
+    line = (lists / "train.txt").read_text().count("\n") + 1
+    with pytest.raises(ucf101.ListFileError) as error:
+        ucf101.read_list(lists / "train.txt")
+    assert str(error.value) == (
+        f"{lists / 'train.txt'} is damaged: it ends in the middle of line {line} (truncated?); if nlflow wrote it, "
+        "rebuild it with `snakemake -f results/lists/split1/train.txt` (plus your usual --configfile/--profile)"
+    )
+
+
+def test_a_flipped_bit_in_a_list_names_the_file_and_line(lists):
+    flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g13"), 0x80)
+    with pytest.raises(ucf101.ListFileError, match=r"train.txt:6 is damaged \(a byte that is not UTF-8 text\); if nlflow"):
+        ucf101.read_list(lists / "train.txt")
+
+
+def test_a_flipped_label_digit_is_out_of_range(lists):
+    flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g10_c01.avi 1") + len("g10_c01.avi "), 0x08)  # 1 -> 9
+    with pytest.raises(ucf101.ListFileError, match=r"train.txt:3: label 9 is out of range for 3 classes; if nlflow"):
+        ucf101.read_list(lists / "train.txt", num_classes=3)
+    flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g10_c01.avi 9") + len("g10_c01.avi "), 0x40)  # 9 -> y
+    with pytest.raises(ucf101.ListFileError, match=r"train.txt:3: expected '<relative path> <label>'"):
+        ucf101.read_list(lists / "train.txt")
+
+
+def test_a_classes_file_cut_in_half_is_refused(lists):
+    cut_to_half(lists / "classes.txt")
+    with pytest.raises(ucf101.ListFileError, match="classes.txt is damaged: it ends in the middle of line 2"):
+        ucf101.read_classes(lists / "classes.txt")
+
+
+# ------------------------------------------------------------------ the download lock file
+
+
+@pytest.fixture()
+def locked_download(tmp_path) -> SimpleNamespace:
+    """A file fetched from a local source, its checksum recorded in the lock file."""
+    source = tmp_path / "mirror" / "UCF101.rar"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(5000))
+    dest = tmp_path / "download" / "UCF101.rar"
+    lock = tmp_path / "download" / "UCF101.rar.sha256"
+    fetch([str(source)], dest, lock_file=lock)
+    assert lock.read_text().endswith("  UCF101.rar\n")
+    return SimpleNamespace(source=source, dest=dest, lock=lock)
+
+
+def test_a_lock_file_cut_in_half_is_an_error_not_a_forgotten_checksum(locked_download):
+    cut_to_half(locked_download.lock)
+    expected = (
+        f"{locked_download.lock} is damaged: it ends in the middle of line 1 (truncated?); re-check the lock file "
+        f"against `sha256sum {locked_download.dest}` and correct it, or delete it to record the checksum of the "
+        "file as it is now"
+    )
+    with pytest.raises(DownloadError) as error:
+        fetch([str(locked_download.source)], locked_download.dest, lock_file=locked_download.lock)
+    assert str(error.value) == expected
+
+
+def test_a_flipped_bit_in_the_lock_file_is_an_error(locked_download):
+    digest = locked_download.lock.read_text().split()[0]
+    position = next(i for i, c in enumerate(digest) if c.isdigit())  # a digit | 0x40 is a letter past 'f'
+    flip_bit(locked_download.lock, position, 0x40)
+    with pytest.raises(DownloadError, match=r"UCF101.rar.sha256:1: '.*' is not a SHA-256 \(64 hex digits\); re-check the lock file"):
+        read_lock_file(locked_download.lock)
+    locked_download.lock.write_bytes(b"\xff" + locked_download.lock.read_bytes()[1:])
+    with pytest.raises(DownloadError, match=r"UCF101.rar.sha256:1 is damaged \(a byte that is not UTF-8 text\); re-check"):
+        read_lock_file(locked_download.lock)
+
+
+# ------------------------------------------------------------------ metrics.jsonl and metrics.json for the report
+
+
+def test_damaged_training_metrics_lines_are_skipped_with_one_warning(tmp_path, caplog):
+    jsonl = tmp_path / "metrics.jsonl"
+    # 21 lines of one length: half the file is lines 1-10 and half of line 11.
+    jsonl.write_text("".join(json.dumps({"iter": i, "loss": 0.5, "lr": 0.01}) + "\n" for i in range(10, 31)))
+    flip_bit(jsonl, offset_of(jsonl, b'{"iter": 14,'), 0x80)  # line 5: not UTF-8
+    flip_bit(jsonl, offset_of(jsonl, b'{"iter": 16,') + 1, 0x01)  # line 7: no longer JSON
+    cut_to_half(jsonl)
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.report"):
+        records = read_metrics_jsonl(jsonl)
+    assert [r["iter"] for r in records] == [10, 11, 12, 13, 15, 17, 18, 19]
+    (warning,) = caplog.records
+    assert warning.getMessage() == (
+        f"{jsonl}: skipped 3 damaged line(s) (first: line 5); the training curves lack those points"
+    )
+    _eval_metrics(tmp_path / "eval.json")
+    assert write_report(jsonl, tmp_path / "eval.json", tmp_path / "report", {})[-1].name == "report.md"
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (cut_to_half, r"metrics.json is damaged \(JSONDecodeError: "),
+        (lambda p: flip_bit(p, offset_of(p, b'"confusion_matrix"') + 3), r"metrics.json is damaged \(no 'confusion_matrix'\)"),
+        (lambda p: flip_bit(p, mask=0x80), r"metrics.json is damaged \(UnicodeDecodeError: "),
+    ],
+    ids=["cut", "key", "not-utf8"],
+)
+def test_damaged_evaluation_metrics_stop_the_report_with_the_rebuild_command(tmp_path, monkeypatch, damage, expected):
+    metrics = tmp_path / "results/evaluate/metrics.json"
+    metrics.parent.mkdir(parents=True)
+    _eval_metrics(metrics)
+    damage(metrics)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReportError, match=expected + r".*; rebuild it with `snakemake -f results/evaluate/metrics.json`"):
+        write_report(None, metrics, tmp_path / "report", {})
+
+
+# ------------------------------------------------------------------ model checkpoints and training snapshots
+
+
+@pytest.fixture()
+def model_file(tmp_path) -> Path:
+    model = build_model(ModelConfig(num_classes=3, width=4, video_length=4, sample_rate=2))
+    return save_model_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [(cut_to_half, "not a readable zip"), (flip_bit, "checksum mismatch in .*/data/")],
+    ids=["cut", "flipped"],
+)
+def test_a_damaged_model_checkpoint_is_one_line(model_file, capsys, damage, reason):
+    damage(model_file)
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {model_file}: the file is damaged \\({reason}"):
+        read_checkpoint(model_file)
+    from nlflow.cli import main
+
+    assert main(["predict", str(model_file), "--checkpoint", str(model_file)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.match(f"nlflow predict: cannot read checkpoint {model_file}: the file is damaged \\({reason}", line)
+    assert "copy it again, or if nlflow wrote it, rebuild it with `snakemake -f" in line
+
+
+@pytest.mark.parametrize("damage", [cut_to_half, flip_bit], ids=["cut", "flipped"])
+def test_resuming_skips_a_damaged_newest_snapshot(tmp_path, caplog, damage):
+    for iteration in (10, 20):
+        save_checkpoint(tmp_path, iteration, {"weight": torch.full((4000,), float(iteration))}, keep=2)
+    damage(checkpoint_path(tmp_path, 20))
+    with caplog.at_level(logging.WARNING, logger="nlflow.train.snapshots"):
+        state = load_latest(tmp_path)
+    assert state["iteration"] == 10 and torch.equal(state["weight"], torch.full((4000,), 10.0))
+    assert "skipping unreadable checkpoint" in caplog.text and "iter_00000020.pt" in caplog.text
+
+
+# ------------------------------------------------------------------ one line through a DataLoader worker and a Snakemake job
+
+
+class _DamagedStoreDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index):
+        raise LmdbStoreError("LMDB store x.lmdb is damaged: record 0: the record is missing; rebuild it")
+
+
+def test_an_error_from_a_dataloader_worker_keeps_its_one_line():
+    loader = torch.utils.data.DataLoader(_DamagedStoreDataset(), batch_size=None, num_workers=1)
+    with pytest.raises(NlflowError) as error:
+        next(iter(loader))
+    assert "Traceback" in str(error.value)  # how torch hands it over
+    assert one_line(error.value) == "LMDB store x.lmdb is damaged: record 0: the record is missing; rebuild it"
+
+
+def test_a_stage_failing_in_a_worker_logs_one_line(tmp_path):
+    def stage():
+        next(iter(torch.utils.data.DataLoader(_DamagedStoreDataset(), batch_size=None, num_workers=1)))
+
+    job = SimpleNamespace(log=[str(tmp_path / "job.log")], rule="evaluate", threads=1)
+    with pytest.raises(SystemExit) as exit_status:
+        run_stage(job, stage)
+    assert exit_status.value.code == 1
+    (line,) = (tmp_path / "job.log").read_text().splitlines()
+    assert line.endswith("ERROR nlflow: evaluate failed: LMDB store x.lmdb is damaged: record 0: the record is missing; rebuild it")
+
+
+@pytest.mark.e2e
+def test_through_snakemake_the_hint_rebuilds_one_store_and_a_job_fails_with_one_line(tmp_path, monkeypatch):
+    """Real Snakemake on the demo up to the stores: the command in a damaged store's message
+    rebuilds that store alone; a job reading a damaged manifest fails with the one line in its log
+    and on stderr, no traceback."""
+    config = write_config(tmp_path, demo_config())
+    made = snakemake(tmp_path, config, "lmdb")
+    assert made.returncode == 0, made.stderr[-3000:]
+
+    store = tmp_path / STORE
+    cut_to_half(store)
+    monkeypatch.chdir(tmp_path)  # where the user runs snakemake
+    with pytest.raises(LmdbStoreError, match=REBUILD_STORE):
+        LmdbReader(STORE)
+    rebuilt = snakemake(tmp_path, config, "-f", STORE)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert planned_jobs(rebuilt) == {"write_lmdb": 1}
+    assert len(LmdbReader(store)) == 70
+
+    manifest = tmp_path / "results/downscaled/manifest.csv"
+    intact = manifest.read_bytes()
+    cut_to_half(manifest)
+    failed = snakemake(tmp_path, config, "-f", STORE)
+    assert failed.returncode != 0
+    cut_line = intact[: len(intact) // 2].count(b"\n") + 1
+    expected = ("write_lmdb failed: results/downscaled/manifest.csv is damaged: it ends in the middle of line "
+                f"{cut_line} (truncated?); rebuild it with `snakemake -f results/downscaled/manifest.csv`")
+    (line,) = (tmp_path / "results/logs/lmdb/split1_test.log").read_text().splitlines()
+    assert expected in line
+    assert expected in failed.stderr and "Traceback" not in failed.stderr + failed.stdout
