@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.logs import setup_logging
 
 
@@ -25,6 +25,6 @@ def run_stage(snakemake: Any, stage: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return stage(**kwargs)
     except NlflowError as error:
-        log.error("%s failed: %s", snakemake.rule, error)
+        log.error("%s failed: %s", snakemake.rule, one_line(error))
         logging.shutdown()
         sys.exit(1)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES
 from nlflow.logs import setup_logging
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NlflowError as error:
-        print(f"nlflow {args.command}: {error}", file=sys.stderr)
+        print(f"nlflow {args.command}: {one_line(error)}", file=sys.stderr)
         return 2
 
 

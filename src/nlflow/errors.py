@@ -10,6 +10,15 @@ class NlflowError(Exception):
     """A user-facing problem: bad input data, bad configuration, a failed download."""
 
 
+def one_line(error: NlflowError) -> str:
+    """The error's one-line message. One raised in a DataLoader worker process comes back re-raised
+    by torch with the worker's whole traceback as its message, its own line last."""
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and lines[1].startswith("Original Traceback"):
+        return lines[-1].partition(": ")[2] or lines[-1]
+    return lines[0] if lines else type(error).__name__
+
+
 class ConfigError(NlflowError):
     """The configuration is invalid or inconsistent."""
 

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -69,3 +71,63 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------------ reading back what we wrote
+# Files nlflow wrote earlier can still be damaged afterwards (a full disk, an interrupted copy, a bad
+# sector). The readers check what they can cheaply and end in one line that says how to recover.
+
+
+def rebuild_hint(path: str | os.PathLike) -> str:
+    """How to make a workflow output again: force just its job (the jobs after it re-run on the
+    next plain ``snakemake`` because their input is newer)."""
+    return f"rebuild it with `snakemake -f {_as_target(path)}` (plus your usual --configfile/--profile)"
+
+
+def _as_target(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory when it lies below it: the spelling of a Snakemake target."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_text_checked(path: str | os.PathLike, error: type[Exception], recover: str) -> str:
+    """The text of a UTF-8 file nlflow wrote line by line, or ``error`` saying it is damaged.
+
+    nlflow ends every line it writes with a newline, so text that stops mid-line was cut short; a
+    byte that is not UTF-8 was changed on disk. ``recover`` completes the message (e.g.
+    :func:`rebuild_hint`). A missing file is the caller's to report (FileNotFoundError passes).
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line} is damaged (a byte that is not UTF-8 text); {recover}") from None
+    if text and not text.endswith("\n"):
+        raise error(f"{path} is damaged: it ends in the middle of line {text.count(chr(10)) + 1} (truncated?); {recover}")
+    return text
+
+
+def zip_damage(path: str | os.PathLike) -> str | None:
+    """Why the zip file at ``path`` (``torch.save`` and ``np.savez`` write zips) is damaged, or None.
+
+    Reads every member and compares it with the CRC-32 the writer stored: ``torch.load`` does not,
+    so a flipped bit in a tensor would otherwise load as a silently different weight. A file that
+    is not a zip at all is left to its own loader's error.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        return f"not a readable zip ({exc})" if _looks_like_zip(path) else None
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if bad_member is None else f"checksum mismatch in {bad_member}"
+
+
+def _looks_like_zip(path: str | os.PathLike) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"

@@ -168,10 +168,11 @@ def write_lmdb(
     from nlflow.store.lmdb_store import write_store
     from nlflow.video.downscale import read_manifest
 
-    rows = read_manifest(manifest)
-    entries, excluded = _usable(read_list(entries_list), rows)
+    rows = read_manifest(manifest, videos_dir=videos_dir)
+    classes = read_classes(classes_file)
+    entries, excluded = _usable(read_list(entries_list, num_classes=len(classes)), rows)
     count = write_store(
-        out, entries, videos_dir, kind=kind, classes=read_classes(classes_file),
+        out, entries, videos_dir, kind=kind, classes=classes,
         settings={"source_list": Path(entries_list).name},
         frames={video: rows[video].frames for video, _ in entries}, embed=embed, excluded=excluded,
     )

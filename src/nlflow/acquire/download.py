@@ -24,7 +24,7 @@ from typing import BinaryIO, Sequence
 from tqdm import tqdm
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import write_text_atomic
+from nlflow.fileio import read_text_checked, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,10 @@ def fetch(
 # checksums and the lock file
 
 
-def _normalise_sha256(value: str, where: str) -> str:
+def _normalise_sha256(value: str, where: str, recover: str = "") -> str:
     value = value.strip().lower()
     if not _SHA256_RE.match(value):
-        raise DownloadError(f"{where}: {value!r} is not a SHA-256 (64 hex digits)")
+        raise DownloadError(f"{where}: {value!r:.80} is not a SHA-256 (64 hex digits)" + (f"; {recover}" if recover else ""))
     return value
 
 
@@ -125,21 +125,32 @@ def _expected_checksum(
 
 
 def read_lock_file(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a ``<sha256>  <filename>`` file (the ``sha256sum`` format); a missing file is empty."""
+    """Parse a ``<sha256>  <filename>`` file (the ``sha256sum`` format); a missing file is empty.
+
+    A damaged lock file (cut off mid-line, bytes that are not text, a malformed line) is an error,
+    not an empty lock: silently forgetting a checksum would trust the next download blindly.
+    """
     path = Path(path)
     if not path.exists():
         return {}
+    recover = _lock_file_recovery(path)
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text_checked(path, DownloadError, recover).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         digest, _, name = line.partition(" ")
         name = name.strip().lstrip("*")  # sha256sum marks binary mode with '*'
         if not name:
-            raise DownloadError(f"{path}:{number}: expected '<sha256>  <filename>', got {line!r}")
-        entries[name] = _normalise_sha256(digest, f"{path}:{number}")
+            raise DownloadError(f"{path}:{number}: expected '<sha256>  <filename>', got {line!r:.120}; {recover}")
+        entries[name] = _normalise_sha256(digest, f"{path}:{number}", recover)
     return entries
+
+
+def _lock_file_recovery(path: Path) -> str:
+    files = path.with_suffix("") if path.suffix == ".sha256" else path.parent / "<file>"
+    return (f"re-check the lock file against `sha256sum {files}` and correct it, or delete it to record "
+            "the checksum of the file as it is now")
 
 
 def record_in_lock_file(path: str | os.PathLike, name: str, digest: str) -> None:
@@ -200,7 +211,7 @@ def _finish(
         raise DownloadError(
             f"{dest.name}: SHA-256 mismatch (expected {expected} from {expected_from}, got {digest} "
             f"from {url}); the partial file was deleted: retry, try another mirror, or fix the checksum "
-            "if the file was legitimately replaced"
+            "if the file was legitimately replaced (or the lock file was damaged)"
         )
     os.replace(part, dest)
     recorded = False

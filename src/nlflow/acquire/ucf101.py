@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import write_text_atomic
+from nlflow.fileio import read_text_checked, rebuild_hint, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -304,19 +304,35 @@ def make_lists(
     return summary
 
 
-def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
-    """Read one of our list files: ``<relative path> <0-based label>`` per line."""
-    path = Path(path)
+def _read_our_file(path: Path, what: str) -> str:
+    """The text of one of our list files; damage (cut off mid-line, not UTF-8) is a ListFileError
+    that says how to write the file again."""
     if not path.is_file():
-        raise ListFileError(f"list file not found: {path}")
+        raise ListFileError(f"{what} not found: {path}")
+    return read_text_checked(path, ListFileError, f"if nlflow wrote it, {rebuild_hint(path)}")
+
+
+def read_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
+    """Read one of our list files: ``<relative path> <0-based label>`` per line.
+
+    With ``num_classes``, a label outside ``0..num_classes - 1`` is an error too (a changed digit
+    still parses as a label).
+    """
+    path = Path(path)
     out = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for line_no, line in enumerate(_read_our_file(path, "list file").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         rel, sep, label = line.rpartition(" ")
         if not sep or not rel.strip() or not label.isdigit():
-            raise ListFileError(f"{path}:{line_no}: expected '<relative path> <label>', got {line!r}")
+            raise ListFileError(
+                f"{path}:{line_no}: expected '<relative path> <label>', got {line!r:.120}; if nlflow wrote it, {rebuild_hint(path)}"
+            )
+        if num_classes is not None and int(label) >= num_classes:
+            raise ListFileError(
+                f"{path}:{line_no}: label {label} is out of range for {num_classes} classes; if nlflow wrote it, {rebuild_hint(path)}"
+            )
         out.append((rel.strip(), int(label)))
     return out
 
@@ -324,9 +340,7 @@ def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
 def read_classes(path: str | os.PathLike) -> list[str]:
     """Read ``classes.txt``: line i is the name of label i."""
     path = Path(path)
-    if not path.is_file():
-        raise ListFileError(f"classes file not found: {path}")
-    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    names = [line.strip() for line in _read_our_file(path, "classes file").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise ListFileError(f"{path}: no class names")

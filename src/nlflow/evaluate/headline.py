@@ -23,6 +23,8 @@ def headline_numbers(metrics_json: str | os.PathLike, config: Mapping[str, Any])
             metrics = json.load(handle)
     except (OSError, ValueError):
         return None
+    if not isinstance(metrics, dict):  # damaged: the report rule says so; the front page just lacks numbers
+        return None
     model = config.get("model", {})
     nonlocal_part = " non-local" if model.get("use_nonlocal") else ""
     return {

@@ -11,7 +11,9 @@ Cache layout (a directory)::
     videos/00000012.npz   probs [V, C], logits [V, C] (float32), video, label, error ("" when fine)
 
 A cache whose identity differs from the current run is emptied before use: stale scores are never
-mixed in.
+mixed in. Damage is recomputed, never fatal: an unreadable ``identity.json`` empties the cache like a
+stale one, and an entry that does not load (truncated, a flipped bit: the zip's CRC-32 catches it)
+or does not match its index (video, label, shape) is logged once and computed again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -35,6 +38,7 @@ from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
 from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.store.lmdb_store import LmdbStoreError
 from nlflow.video.views import ViewSpec, to_network_input
 
 log = logging.getLogger(__name__)
@@ -194,6 +198,23 @@ class CachedVideo:
     error: str
 
 
+# identity.json's fields and their JSON types (a changed byte can leave valid JSON behind).
+_IDENTITY_FIELDS = {"format": str, "version": int, "checkpoint_sha256": str, "spec": dict, "test_set": dict,
+                    "classes": list, "precision": str}
+# What a damaged .npz raises inside np.load (measured by truncating and flipping bits of entries).
+_UNREADABLE_NPZ = (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError)
+
+
+def _identity_problem(identity: object) -> str | None:
+    """What in a parsed identity.json is not what :func:`evaluate` writes, or None."""
+    if not isinstance(identity, dict):
+        return "not a JSON object"
+    bad = [key for key, kind in _IDENTITY_FIELDS.items() if not isinstance(identity.get(key), kind)]
+    if not bad and not isinstance(identity["test_set"].get("count"), int):
+        bad = ["test_set.count"]
+    return f"missing or bad {', '.join(bad)}" if bad else None
+
+
 class ScoreCache:
     """The per-video score directory described in the module docstring."""
 
@@ -203,21 +224,31 @@ class ScoreCache:
         self.identity_path = self.path / "identity.json"
 
     def identity(self) -> dict | None:
+        """What the cache was made for; None when nothing was; EvaluationError when identity.json is damaged."""
         try:
-            return json.loads(self.identity_path.read_text())
+            identity = json.loads(self.identity_path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError:
-            return {}
+        except ValueError as exc:  # JSON or UTF-8 errors: a truncated or changed file
+            raise EvaluationError(f"{self.identity_path} is damaged ({type(exc).__name__}: {exc})") from None
+        problem = _identity_problem(identity)
+        if problem:
+            raise EvaluationError(f"{self.identity_path} is damaged ({problem})")
+        return identity
 
     def open(self, identity: dict) -> None:
-        """Use the cache for ``identity``; a cache made for anything else is emptied first."""
+        """Use the cache for ``identity``; a cache made for anything else, or of unknown identity, is emptied first."""
         if self.path.exists() and not self.path.is_dir():
             raise EvaluationError(f"evaluation cache {self.path} exists and is not a directory")
-        current = self.identity()
+        try:
+            current, damage = self.identity(), None
+        except EvaluationError as exc:
+            current, damage = {}, exc
         if current != identity:
             stale = sorted(self.videos_dir.glob("*.npz")) if self.videos_dir.is_dir() else []
-            if current is not None:
+            if damage is not None:
+                log.warning("%s; recomputing every video (discarding %d cached)", damage, len(stale))
+            elif current is not None:
                 log.warning("evaluation cache %s was made for another checkpoint/spec/test set; discarding %d videos", self.path, len(stale))
             for path in stale:
                 path.unlink()
@@ -247,17 +278,53 @@ class ScoreCache:
             )
 
     def get(self, index: int) -> CachedVideo:
-        with np.load(self._file(index)) as data:
-            return CachedVideo(
-                index, str(data["video"]), int(data["label"]), data["probs"], data["logits"], str(data["error"])
-            )
+        """Entry ``index`` as stored; raises EvaluationError when its file does not load."""
+        path = self._file(index)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return CachedVideo(
+                    index, str(data["video"]), int(data["label"]), data["probs"], data["logits"], str(data["error"])
+                )
+        except _UNREADABLE_NPZ as exc:
+            raise EvaluationError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+
+    def checked(self, index: int, shape: tuple[int, int], video: tuple[str, int] | None = None) -> CachedVideo:
+        """Entry ``index`` if it loads, has scores of ``shape`` ([V, C]; [0, C] for a video that
+        failed to decode) and, when given, belongs to ``video`` (name, label); else EvaluationError
+        saying what is wrong."""
+        item = self.get(index)
+        expected_shape = (0, shape[1]) if item.error else shape
+        problems = []
+        if video is not None and (item.video, item.label) != video:
+            problems.append(f"holds {item.video!r} label {item.label}, not {video[0]!r} label {video[1]}")
+        for name, scores in (("probs", item.probs), ("logits", item.logits)):
+            if scores.shape != expected_shape or scores.dtype != np.float32 or not np.isfinite(scores).all():
+                problems.append(f"{name} {scores.dtype}{list(scores.shape)} instead of finite float32{list(expected_shape)}")
+        if problems:
+            raise EvaluationError(f"{self._file(index)} does not match this test set: {'; '.join(problems)}")
+        return item
+
+    def load_valid(self, videos: Sequence[str], labels: Sequence[int], shape: tuple[int, int]) -> dict[int, CachedVideo]:
+        """The usable cached entries by index; each damaged or inconsistent one is logged once and
+        deleted, so that it is computed again."""
+        usable: dict[int, CachedVideo] = {}
+        for index in sorted(self.done() & set(range(len(videos)))):
+            try:
+                usable[index] = self.checked(index, shape, (videos[index], labels[index]))
+            except EvaluationError as exc:
+                log.warning("evaluation cache: %s; recomputing %s", exc, videos[index])
+                self._file(index).unlink(missing_ok=True)
+        return usable
 
 
 # ------------------------------------------------------------------ evaluation
 
 
 class _SafeViews(torch.utils.data.Dataset):
-    """TestVideoDataset items as ``(index, views | None, error)``: a bad video is reported, not fatal."""
+    """TestVideoDataset items as ``(index, views | None, error, store_damage)``: a bad video is
+    reported, not fatal. A damaged store is fatal but comes back as a message too (``store_damage``),
+    raised by the main process: raised in a worker it would arrive wrapped in the worker's traceback.
+    It must not be cached as a failed video, which a rebuilt store would never revisit."""
 
     def __init__(self, dataset: torch.utils.data.Dataset):
         self.dataset = dataset
@@ -268,9 +335,11 @@ class _SafeViews(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         try:
             views, _label, _index = self.dataset[index]
+        except LmdbStoreError as exc:
+            return index, None, "", str(exc)
         except NlflowError as exc:
-            return index, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return index, views, ""
+            return index, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ""
+        return index, views, "", ""
 
 
 def load_model(checkpoint: str | os.PathLike) -> nn.Module:
@@ -409,7 +478,8 @@ def evaluate(
     }
     cache = ScoreCache(cache_path)
     cache.open(identity)
-    done = cache.done() & set(range(len(videos)))
+    scored = cache.load_valid(videos, labels, (spec.num_views, len(classes)))
+    done = set(scored)
     todo = [i for i in range(len(videos)) if i not in done]
     log.info("evaluating %d test videos: %d cached, %d to compute (%s, %d views each, %s)",
              len(videos), len(done), len(todo), scorer.device, spec.num_views, scorer.precision)
@@ -427,24 +497,30 @@ def evaluate(
         empty = np.zeros((0, len(classes)), np.float32)
         with tqdm(total=len(todo), unit="video", desc="evaluate", disable=None) as bar:
 
+            def keep(item: CachedVideo) -> None:
+                cache.put(item)
+                scored[item.index] = item
+                bar.update(1)
+
             def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
-                for index, views, error in loader:
+                for index, views, error, store_damage in loader:
+                    if store_damage:
+                        raise LmdbStoreError(store_damage)
                     if error:
                         # Recorded in the cache too, so a resumed run does not retry it.
                         log.warning("test video %s failed: %s", videos[index], error)
-                        cache.put(CachedVideo(index, videos[index], labels[index], empty, empty, error))
-                        bar.update(1)
+                        keep(CachedVideo(index, videos[index], labels[index], empty, empty, error))
                     else:
                         yield index, views
 
             for index, probs, logits in scorer.stream(decoded_views()):
-                cache.put(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
-                bar.update(1)
+                keep(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
     seconds = time.perf_counter() - start
     if todo:
         log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds, len(todo) / max(seconds, 1e-9), len(done))
 
-    metrics, rows = _metrics_from_cached([cache.get(i) for i in range(len(videos))], identity, aggregate, views_subset)
+    # From memory, not read back: what was checked or computed above is what counts.
+    metrics, rows = _metrics_from_cached([scored[i] for i in range(len(videos))], identity, aggregate, views_subset)
     metrics["checkpoint"] = str(checkpoint)
     metrics["run"] = {
         "computed": len(todo),
@@ -465,6 +541,23 @@ def evaluate(
     return metrics
 
 
+_RECOMPUTE = "run evaluate again, it recomputes what is damaged (snakemake --forcerun evaluate)"
+
+
+def _checked_entries(cache: ScoreCache, identity: dict) -> list[CachedVideo]:
+    """Every entry of a complete cache, checked against its identity (shapes per entry; names and
+    labels all together through the test-set fingerprint); one clear error when any is damaged."""
+    shape = (ViewSpec.from_dict(identity["spec"]).num_views, len(identity["classes"]))
+    try:
+        items = [cache.checked(index, shape) for index in range(identity["test_set"]["count"])]
+    except EvaluationError as exc:
+        raise EvaluationError(f"{exc}: {_RECOMPUTE}") from None
+    fingerprint = _videos_fingerprint([item.video for item in items], [item.label for item in items])
+    if fingerprint != identity["test_set"].get("videos_sha256"):
+        raise EvaluationError(f"evaluation cache {cache.path}: the entries' videos and labels do not match identity.json: {_RECOMPUTE}")
+    return items
+
+
 def reaggregate(
     cache_path: str | os.PathLike,
     aggregate: str = "mean_softmax",
@@ -474,7 +567,10 @@ def reaggregate(
 ) -> dict:
     """Metrics from a finished cache under another aggregation rule or view subset; never runs the network."""
     cache = ScoreCache(cache_path)
-    identity = cache.identity()
+    try:
+        identity = cache.identity()
+    except EvaluationError as exc:
+        raise EvaluationError(f"{exc}: {_RECOMPUTE}") from None
     if not identity or identity.get("format") != CACHE_FORMAT:
         raise EvaluationError(f"{cache_path} is not an evaluation cache (run evaluate first)")
     count = identity["test_set"]["count"]
@@ -482,7 +578,7 @@ def reaggregate(
     missing = count - len(done & set(range(count)))
     if missing:
         raise EvaluationError(f"evaluation cache {cache_path} lacks {missing} of {count} videos; finish evaluate first")
-    metrics, rows = _metrics_from_cached([cache.get(i) for i in range(count)], identity, aggregate, views_subset)
+    metrics, rows = _metrics_from_cached(_checked_entries(cache, identity), identity, aggregate, views_subset)
     if predictions_csv is not None:
         write_predictions_csv(predictions_csv, rows)
     if metrics_json is not None:

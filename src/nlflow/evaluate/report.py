@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, write_text_atomic
+from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +28,23 @@ class ReportError(NlflowError):
 
 
 def read_metrics_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The trainer's JSON lines; blank or broken lines (a run killed mid-write) are skipped."""
-    records = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s:%d is not valid JSON; skipped", path, number)
-                continue
-            if isinstance(record, dict):
-                records.append(record)
+    """The trainer's JSON lines; blank lines are ignored, and damaged ones (a run killed mid-write,
+    a file cut short or with changed bytes) are skipped with one warning that counts them."""
+    records, damaged = [], []
+    for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:  # JSON and UTF-8 errors alike
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            damaged.append(number)
+    if damaged:
+        log.warning("%s: skipped %d damaged line(s) (first: line %d); the training curves lack those points",
+                    path, len(damaged), damaged[0])
     return records
 
 
@@ -182,6 +185,50 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
     return "\n".join(lines) + "\n"
 
 
+def read_evaluation(path: str | os.PathLike) -> dict:
+    """The evaluation's metrics.json, checked for what the report uses; one clear error if damaged."""
+    try:
+        evaluation = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"evaluation metrics not found: {path} (run the evaluate step first)") from None
+    except ValueError as exc:  # JSON and UTF-8 errors: a file cut short or with changed bytes
+        raise ReportError(f"{path} is damaged ({type(exc).__name__}: {exc}); {rebuild_hint(path)}") from None
+    problem = _evaluation_problem(evaluation)
+    if problem:
+        raise ReportError(f"{path} is damaged ({problem}); {rebuild_hint(path)}")
+    return evaluation
+
+
+def _evaluation_problem(evaluation: object) -> str | None:
+    """What in a parsed metrics.json is not what evaluate writes (valid JSON can still be damaged), or None."""
+    if not isinstance(evaluation, dict):
+        return "not a JSON object"
+    checks = {
+        "classes": lambda names: _list_of(names, lambda name: isinstance(name, str)),
+        "confusion_matrix": lambda rows: _list_of(
+            rows, lambda row: _list_of(row, lambda n: type(n) is int) and len(row) == len(evaluation["classes"])
+        ) and len(rows) == len(evaluation["classes"]),
+        "per_class": lambda rows: _list_of(rows, lambda row: isinstance(row, dict) and isinstance(row.get("class"), str)
+                                           and type(row.get("videos")) is int
+                                           and isinstance(row.get("accuracy"), (int, float, type(None)))),
+        "failed_videos": lambda rows: _list_of(rows, lambda row: isinstance(row, dict) and {"video", "error"} <= set(row)),
+        "excluded_videos": lambda rows: _list_of(rows, lambda row: isinstance(row, dict) and {"video", "reason"} <= set(row)),
+    }
+    optional = ("failed_videos", "excluded_videos")
+    for key, fits in checks.items():
+        if key not in evaluation:
+            if key in optional:
+                continue
+            return f"no {key!r}"
+        if not fits(evaluation[key]):
+            return f"bad {key!r}"
+    return None
+
+
+def _list_of(value: object, fits) -> bool:
+    return isinstance(value, list) and all(fits(item) for item in value)
+
+
 def write_report(
     train_metrics_jsonl: str | os.PathLike | None,
     eval_metrics_json: str | os.PathLike,
@@ -195,12 +242,7 @@ def write_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        evaluation = json.loads(Path(eval_metrics_json).read_text())
-    except FileNotFoundError:
-        raise ReportError(f"evaluation metrics not found: {eval_metrics_json} (run the evaluate step first)") from None
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{eval_metrics_json} is not valid JSON: {exc}") from None
+    evaluation = read_evaluation(eval_metrics_json)
     records: list[dict] = []
     if train_metrics_jsonl is not None and Path(train_metrics_jsonl).is_file():
         records = read_metrics_jsonl(train_metrics_jsonl)

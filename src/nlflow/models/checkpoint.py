@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path
+from nlflow.fileio import atomic_path, rebuild_hint, zip_damage
 from nlflow.models.builder import ModelConfig, build_model
 
 FORMAT = "nlflow-model"
@@ -94,6 +94,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    damage = zip_damage(path)  # torch.load does not check the CRC-32s: a flipped bit would load
+    if damage:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is damaged ({damage}); copy it again, or if nlflow wrote it, {rebuild_hint(path)}"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

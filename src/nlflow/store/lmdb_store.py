@@ -6,10 +6,20 @@ Layout (format "nlflow-lmdb", version 1):
   "excluded"}``; ``excluded`` lists the list entries left out (``{"video", "label", "reason"}``), so
   evaluation can count every listed test video
 * key ``b"%08d" % i``: 4-byte little-endian header length, a UTF-8 JSON header
-  ``{"video", "label", "frames"}`` (plus ``"path"``, absolute, in path mode), then the raw bytes of
-  the video file (embedded mode) or nothing (path mode).
+  ``{"video", "label", "frames", "bytes", "crc32"}`` (plus ``"path"``, absolute, in path mode), then
+  the raw bytes of the video file (embedded mode) or nothing (path mode). ``bytes`` and ``crc32``
+  (length and CRC-32 of the payload) came later and are optional: stores written before them still
+  read, and older readers ignore them.
 
 No pickle anywhere, so a store is safe to open whatever its origin.
+
+Damage (a store truncated by an interrupted copy, a flipped bit): LMDB maps the file into memory
+and trusts it, so touching a page past the end of a truncated file kills the process with SIGBUS.
+Opening therefore checks that the file is as long as the environment's last page says, that every
+value the B-tree describes ends inside the file (:mod:`nlflow.store.lmdb_layout`) and that the
+metadata agrees with the B-tree; reading a record checks its length against its header and its
+payload against its CRC-32. Every failure is one :class:`LmdbStoreError` line that names the
+command rebuilding the store.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import operator
 import os
 import struct
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -28,7 +39,8 @@ import lmdb
 from tqdm import tqdm
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path
+from nlflow.fileio import atomic_path, rebuild_hint
+from nlflow.store import lmdb_layout
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +50,10 @@ META_KEY = b"__meta__"
 KINDS = ("train", "val", "test")
 
 _HEADER_LEN = struct.Struct("<I")
+# Headers are a few hundred bytes; a larger length field is a damaged record, not a header to read.
+_MAX_HEADER_BYTES = 1 << 20
+# Header fields that guard the payload; not part of what header() reports.
+_INTEGRITY_KEYS = ("bytes", "crc32")
 _BATCH = 256
 # Per-record slack for the initial map size: the JSON header, the key, B-tree pages and the
 # rounding of large values up to whole overflow pages.
@@ -80,24 +96,47 @@ def record_key(index: int) -> bytes:
 
 
 def encode_record(header: Mapping[str, Any], data: bytes = b"") -> bytes:
-    """Pack a JSON header and the raw payload into one LMDB value."""
-    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    """Pack a JSON header, the payload's length and CRC-32, and the raw payload into one LMDB value."""
+    guarded = {**header, "bytes": len(data), "crc32": zlib.crc32(data)}
+    head = json.dumps(guarded, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return _HEADER_LEN.pack(len(head)) + head + data
 
 
-def decode_record(value: bytes, embedded: bool) -> Record:
-    """Inverse of :func:`encode_record`; raises :class:`LmdbStoreError` on a malformed value."""
+def _split_record(value: bytes | memoryview) -> tuple[dict[str, Any], int]:
+    """(header, offset of the payload) of an LMDB value, reading only its first bytes.
+
+    When the header records the payload length, the value's length must match it: a damaged
+    length in the B-tree that still ends inside the file would otherwise cut the payload short or
+    append the next record's bytes to it.
+    """
     try:
         (head_len,) = _HEADER_LEN.unpack_from(value, 0)
         end = _HEADER_LEN.size + head_len
-        if end > len(value):
+        if head_len > _MAX_HEADER_BYTES or end > len(value):
             raise ValueError("header length past the end of the value")
         header = json.loads(bytes(value[_HEADER_LEN.size:end]).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise TypeError("header is not a JSON object")
+        size = header.get("bytes")
+        if size is not None and end + int(size) != len(value):
+            raise ValueError(f"value of {len(value)} bytes, its header says {end + int(size)}")
+    except (struct.error, ValueError, TypeError) as exc:
+        raise LmdbStoreError(f"malformed LMDB record: {exc}") from exc
+    return header, end
+
+
+def decode_record(value: bytes | memoryview, embedded: bool) -> Record:
+    """Inverse of :func:`encode_record`; raises :class:`LmdbStoreError` on a malformed or damaged value."""
+    header, end = _split_record(value)
+    try:
         video, label, frames = str(header["video"]), int(header["label"]), int(header["frames"])
-    except (struct.error, ValueError, KeyError, TypeError) as exc:
-        raise LmdbStoreError(f"malformed LMDB record ({exc})") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LmdbStoreError(f"malformed LMDB record: {type(exc).__name__} {exc}") from exc
+    data = bytes(value[end:])
+    if "crc32" in header and zlib.crc32(data) != header["crc32"]:
+        raise LmdbStoreError(f"malformed LMDB record: the payload of {video} fails its CRC-32")
     if embedded:
-        return Record(video, label, frames, bytes(value[end:]), None)
+        return Record(video, label, frames, data, None)
     return Record(video, label, frames, None, str(header.get("path")) if header.get("path") else None)
 
 
@@ -191,10 +230,20 @@ def write_store(
             batch.append((META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8")))
             _put_batch(env, batch)
             env.sync(True)
+            needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
         finally:
             env.close()
+        # Readers refuse a file shorter than its last page (see _check_file). LMDB does not write
+        # pages it freed in the same transaction, so the end of the file could in principle lack
+        # them: make sure it does not (the missing pages are free, zeros are fine).
+        if os.path.getsize(tmp) < needed:
+            os.truncate(tmp, needed)
     log.info("wrote %s LMDB with %d videos (%s) to %s", kind, len(entries), "embedded" if embed else "paths", path)
     return len(entries)
+
+
+def _damaged(path: Path, what: str) -> LmdbStoreError:
+    return LmdbStoreError(f"LMDB store {path} is damaged: {what}; {rebuild_hint(path)}")
 
 
 def _validate_meta(raw: bytes | None, path: Path) -> dict[str, Any]:
@@ -203,14 +252,61 @@ def _validate_meta(raw: bytes | None, path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise LmdbStoreError(f"{path}: unreadable __meta__ record ({exc})") from exc
+        raise _damaged(path, f"unreadable __meta__ record ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LmdbStoreError(f"{path} is not an nlflow LMDB store (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
         raise LmdbStoreError(
-            f"{path} has nlflow LMDB format version {meta.get('version')!r}; this nlflow reads version {VERSION}: rebuild the store"
+            f"{path} has nlflow LMDB format version {meta.get('version')!r}; this nlflow reads version {VERSION}: "
+            + rebuild_hint(path)
         )
+    bad = _meta_type_problem(meta)
+    if bad:
+        raise _damaged(path, f"__meta__ record has {bad}")
     return meta
+
+
+def _meta_type_problem(meta: Mapping[str, Any]) -> str | None:
+    """The first field of the metadata that is not what write_store writes (a changed byte can keep
+    the JSON valid), or None."""
+    checks = {
+        "count": lambda v: type(v) is int and v >= 0,
+        "embedded": lambda v: isinstance(v, bool),
+        "kind": lambda v: v in KINDS,
+        "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+        "excluded": lambda v: isinstance(v, list) and all(isinstance(e, dict) and {"video", "label", "reason"} <= set(e) for e in v),
+    }
+    for key, ok in checks.items():
+        if key == "excluded" and key not in meta:  # optional
+            continue
+        if not ok(meta.get(key)):
+            return f"a bad {key!r} field ({meta.get(key)!r:.60})"
+    return None
+
+
+def _check_file(env: lmdb.Environment, path: Path) -> None:
+    """Refuse a store whose reading would run past the end of its file: touching a page past the
+    end of a memory-mapped file kills the process with SIGBUS, no exception to catch.
+
+    LMDB itself refuses page numbers past the environment's last page, so the file must hold that
+    many pages; and every value must end on those pages (:mod:`nlflow.store.lmdb_layout`).
+    """
+    pages, page_size = env.info()["last_pgno"] + 1, env.stat()["psize"]
+    expected, actual = pages * page_size, os.path.getsize(path)
+    if actual < expected:
+        raise _damaged(
+            path, f"the file has {actual} bytes but its LMDB environment needs {expected} "
+            f"({pages} pages of {page_size}), e.g. cut short by an interrupted copy"
+        )
+    with open(path, "rb") as handle:
+        unchecked = lmdb_layout.unchecked_reason(handle.fileno())
+        if unchecked:
+            log.debug("%s: value extents not checked (%s)", path, unchecked)
+            return
+        try:
+            lmdb_layout.check_values_inside(handle.fileno(), page_size, pages - 1)
+        except (lmdb_layout.LayoutError, struct.error) as exc:
+            raise _damaged(path, str(exc)) from None
 
 
 def _shared_environment(path: Path) -> lmdb.Environment:
@@ -219,7 +315,7 @@ def _shared_environment(path: Path) -> lmdb.Environment:
     py-lmdb refuses to open one file twice in a process, so readers of the same file share one
     handle. A handle inherited through fork must not be used: it is closed in the child (with
     lock=False that only unmaps the child's view) and the file re-opened. A file replaced at the
-    same path (new inode) is re-opened too.
+    same path (new inode) is re-opened too. Every opening checks the file first (:func:`_check_file`).
     """
     key = os.path.realpath(path)
     try:
@@ -242,7 +338,15 @@ def _shared_environment(path: Path) -> lmdb.Environment:
                 max_readers=_MAX_READERS,
             )
         except lmdb.Error as exc:
-            raise LmdbStoreError(f"cannot open {path} as an LMDB store: {exc}") from exc
+            raise LmdbStoreError(f"cannot open {path} as an LMDB store ({exc}); if nlflow wrote it, {rebuild_hint(path)}") from None
+        try:
+            _check_file(env, path)
+        except lmdb.Error as exc:
+            env.close()
+            raise _damaged(path, str(exc)) from None
+        except LmdbStoreError:
+            env.close()
+            raise
         _ENVS[key] = (pid, identity, env)
         return env
 
@@ -261,6 +365,10 @@ class LmdbReader:
     Holds no LMDB handle itself: every access goes through a per-process shared handle that opens
     lazily and re-opens when the process id changed. A reader can therefore be handed to forked
     or spawned DataLoader workers (it pickles as path + meta) with no ``worker_init_fn``.
+
+    A damaged store raises :class:`LmdbStoreError` naming the store and how to rebuild it: on
+    opening (file too short, metadata unreadable or disagreeing with the B-tree) or on reading the
+    damaged record.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -269,14 +377,39 @@ class LmdbReader:
             raise LmdbStoreError(f"LMDB store not found: {self.path}")
         opened_here = os.path.realpath(self.path) not in _ENVS
         try:
-            with _shared_environment(self.path).begin() as txn:
-                self.meta: dict[str, Any] = _validate_meta(txn.get(META_KEY), self.path)
+            self.meta: dict[str, Any] = self._read_meta()
         finally:
             # Keep no handle in the parent just for the meta: most reading happens in workers.
             if opened_here:
                 _close_shared_environment(self.path)
         self.embedded = bool(self.meta["embedded"])
         self._count = int(self.meta["count"])
+
+    def _read_meta(self) -> dict[str, Any]:
+        env = _shared_environment(self.path)
+        try:
+            with env.begin(buffers=True) as txn:
+                raw = txn.get(META_KEY)
+                raw = None if raw is None else bytes(raw)
+                records = txn.stat()["entries"] - (raw is not None)
+        except lmdb.Error as exc:
+            raise _damaged(self.path, f"cannot read its metadata ({exc})") from None
+        meta = _validate_meta(raw, self.path)
+        if records != meta["count"]:
+            raise _damaged(self.path, f"its metadata lists {meta['count']} records but it holds {records}")
+        return meta
+
+    def _read_record(self, index: int, decode):
+        """``decode(value)`` of record ``index``, read in place; damage becomes one clear error."""
+        env = _shared_environment(self.path)
+        try:
+            with env.begin(buffers=True) as txn:
+                value = txn.get(record_key(index))
+                if value is None:
+                    raise LmdbStoreError("the record is missing")
+                return decode(value)
+        except (lmdb.Error, LmdbStoreError) as exc:
+            raise _damaged(self.path, f"record {index}: {exc}") from None
 
     def close(self) -> None:
         """Close this process's handle on the file (any reader of it re-opens on next access)."""
@@ -309,11 +442,7 @@ class LmdbReader:
 
     def __getitem__(self, index: int) -> Record:
         index = self._checked_index(index)
-        with _shared_environment(self.path).begin(buffers=False) as txn:
-            value = txn.get(record_key(index))
-        if value is None:
-            raise LmdbStoreError(f"{self.path}: record {index} is missing (truncated store?)")
-        return decode_record(value, self.embedded)
+        return self._read_record(index, lambda value: decode_record(value, self.embedded))
 
     def __iter__(self) -> Iterator[Record]:
         for index in range(self._count):
@@ -322,15 +451,8 @@ class LmdbReader:
     def header(self, index: int) -> dict[str, Any]:
         """The JSON header of record ``index`` (video, label, frames[, path]) without copying the payload."""
         index = self._checked_index(index)
-        with _shared_environment(self.path).begin(buffers=True) as txn:
-            value = txn.get(record_key(index))
-            if value is None:
-                raise LmdbStoreError(f"{self.path}: record {index} is missing (truncated store?)")
-            try:
-                (head_len,) = _HEADER_LEN.unpack_from(value, 0)
-                return json.loads(bytes(value[_HEADER_LEN.size:_HEADER_LEN.size + head_len]).decode("utf-8"))
-            except (struct.error, ValueError) as exc:
-                raise LmdbStoreError(f"{self.path}: malformed record {index} ({exc})") from exc
+        header, _ = self._read_record(index, _split_record)
+        return {key: value for key, value in header.items() if key not in _INTEGRITY_KEYS}
 
     def entries(self) -> list[tuple[str, int]]:
         """(video, label) of every record, in order, reading headers only."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path
+from nlflow.fileio import atomic_path, zip_damage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, iteration: int, state: dict[str
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+    damage = zip_damage(path)  # torch.load does not check the CRC-32s: a flipped bit would resume from it
+    if damage:
+        raise CheckpointError(f"training checkpoint {path} is damaged ({damage})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: the caller may fall back to an older one
