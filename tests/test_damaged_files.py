@@ -619,3 +619,12 @@ def test_through_snakemake_the_hint_rebuilds_one_store_and_a_job_fails_with_one_
     (line,) = (tmp_path / "results/logs/lmdb/split1_test.log").read_text().splitlines()
     assert expected in line
     assert expected in failed.stderr and "Traceback" not in failed.stderr + failed.stdout
+
+
+def test_a_resumed_run_drops_damaged_metrics_lines(tmp_path):
+    from nlflow.train.progress import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"iter": 2, "loss": 1.0}\n{"iter": 4, "lo\xff\n{"iter": 4, "loss": 0.9}\n{"iter": 6, "loss": 0.8}\n')
+    MetricsLog(path, enabled=True, resume_iter=4)
+    assert path.read_text() == '{"iter": 2, "loss": 1.0}\n{"iter": 4, "loss": 0.9}\n'

@@ -427,6 +427,82 @@ def _metrics_from_cached(
     return metrics, rows
 
 
+@dataclass(frozen=True)
+class TestSet:
+    """What evaluation scores: the stored videos in order, the listed ones left out of the store,
+    and the class names (checked against the network's)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    videos: list[str]
+    labels: list[int]
+    excluded: list[dict]  # {"video", "label", "reason"}: listed, not in the store, counted as wrong
+    classes: list[str]
+
+
+def read_test_set(test_lmdb: str | os.PathLike, model: nn.Module, checkpoint: Path) -> TestSet:
+    from nlflow.store.lmdb_store import LmdbReader
+
+    reader = LmdbReader(test_lmdb)
+    entries = reader.entries()  # headers only: embedded records carry the whole file
+    return TestSet(
+        videos=[video for video, _ in entries],
+        labels=[label for _, label in entries],
+        excluded=[{"video": video, "label": label, "reason": reason} for video, label, reason in reader.excluded],
+        classes=_check_classes(model, reader.classes, checkpoint),
+    )
+
+
+def cache_identity(checkpoint: Path, spec: ViewSpec, test_set: TestSet, precision: str) -> dict:
+    """What cached scores are valid for: another checkpoint, view spec, test set or precision empties the cache."""
+    return {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "spec": spec.to_dict(),
+        "test_set": {"count": len(test_set.videos), "videos_sha256": _videos_fingerprint(test_set.videos, test_set.labels),
+                     "excluded": test_set.excluded},
+        "classes": test_set.classes,
+        "precision": precision,
+    }
+
+
+def score_videos(todo: Sequence[int], test_lmdb: str | os.PathLike, spec: ViewSpec, test_set: TestSet,
+                 scorer: ViewScorer, cache: ScoreCache, num_workers: int) -> dict[int, CachedVideo]:
+    """Decode and score the videos at ``todo`` (DataLoader workers decode, the scorer packs views of
+    several videos into each forward pass); each is cached as soon as it is done."""
+    from nlflow.store.torch_datasets import TestVideoDataset
+
+    videos, labels = test_set.videos, test_set.labels
+    scored: dict[int, CachedVideo] = {}
+    loader = torch.utils.data.DataLoader(
+        _SafeViews(TestVideoDataset(str(test_lmdb), spec)), batch_size=None, sampler=list(todo),
+        num_workers=num_workers, pin_memory=scorer.device.type == "cuda",
+    )
+    empty = np.zeros((0, len(test_set.classes)), np.float32)
+    with tqdm(total=len(todo), unit="video", desc="evaluate", disable=None) as bar:
+
+        def keep(item: CachedVideo) -> None:
+            cache.put(item)
+            scored[item.index] = item
+            bar.update(1)
+
+        def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
+            for index, views, error, store_damage in loader:
+                if store_damage:
+                    raise LmdbStoreError(store_damage)
+                if error:
+                    # Recorded in the cache too, so a resumed run does not retry it.
+                    log.warning("test video %s failed: %s", videos[index], error)
+                    keep(CachedVideo(index, videos[index], labels[index], empty, empty, error))
+                else:
+                    yield index, views
+
+        for index, probs, logits in scorer.stream(decoded_views()):
+            keep(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
+    return scored
+
+
 def evaluate(
     checkpoint: str | os.PathLike,
     test_lmdb: str | os.PathLike,
@@ -447,84 +523,41 @@ def evaluate(
     dict written to ``metrics_json``; its ``run`` entry says how many videos were ``computed`` now
     and how many were ``reused`` from the cache.
     """
-    from nlflow.store.torch_datasets import TestVideoDataset
-    from nlflow.store.lmdb_store import LmdbReader
-
     if aggregate not in AGGREGATES:  # checked before hours of GPU time, not after
         raise MetricsError(f"unknown aggregation {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
     view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
-    reader = LmdbReader(test_lmdb)
-    entries = reader.entries()  # headers only: embedded records carry the whole file
-    videos, labels = [video for video, _ in entries], [label for _, label in entries]
-    excluded = [{"video": video, "label": label, "reason": reason} for video, label, reason in reader.excluded]
-    classes = _check_classes(model, reader.classes, checkpoint)
+    test_set = read_test_set(test_lmdb, model, checkpoint)
     cfg = model.config
     if (cfg.video_length, cfg.sample_rate) != (spec.video_length, spec.sample_rate):
-        log.warning(
-            "view spec %dx%d differs from the model's training clips %dx%d",
-            spec.video_length, spec.sample_rate, cfg.video_length, cfg.sample_rate,
-        )
+        log.warning("view spec %dx%d differs from the model's training clips %dx%d",
+                    spec.video_length, spec.sample_rate, cfg.video_length, cfg.sample_rate)
     scorer = ViewScorer(model, batch_size, device, amp)
-    identity = {
-        "format": CACHE_FORMAT,
-        "version": CACHE_VERSION,
-        "checkpoint_sha256": file_sha256(checkpoint),
-        "spec": spec.to_dict(),
-        "test_set": {"count": len(videos), "videos_sha256": _videos_fingerprint(videos, labels), "excluded": excluded},
-        "classes": classes,
-        "precision": scorer.precision,
-    }
+    identity = cache_identity(checkpoint, spec, test_set, scorer.precision)
     cache = ScoreCache(cache_path)
     cache.open(identity)
-    scored = cache.load_valid(videos, labels, (spec.num_views, len(classes)))
-    done = set(scored)
-    todo = [i for i in range(len(videos)) if i not in done]
+    scored = cache.load_valid(test_set.videos, test_set.labels, (spec.num_views, len(test_set.classes)))
+    todo = [i for i in range(len(test_set.videos)) if i not in scored]
     log.info("evaluating %d test videos: %d cached, %d to compute (%s, %d views each, %s)",
-             len(videos), len(done), len(todo), scorer.device, spec.num_views, scorer.precision)
+             len(test_set.videos), len(scored), len(todo), scorer.device, spec.num_views, scorer.precision)
 
     start = time.perf_counter()
+    reused = len(scored)
     if todo:
-        dataset = _SafeViews(TestVideoDataset(str(test_lmdb), spec))
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=todo,
-            num_workers=num_workers,
-            pin_memory=scorer.device.type == "cuda",
-        )
-        empty = np.zeros((0, len(classes)), np.float32)
-        with tqdm(total=len(todo), unit="video", desc="evaluate", disable=None) as bar:
-
-            def keep(item: CachedVideo) -> None:
-                cache.put(item)
-                scored[item.index] = item
-                bar.update(1)
-
-            def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
-                for index, views, error, store_damage in loader:
-                    if store_damage:
-                        raise LmdbStoreError(store_damage)
-                    if error:
-                        # Recorded in the cache too, so a resumed run does not retry it.
-                        log.warning("test video %s failed: %s", videos[index], error)
-                        keep(CachedVideo(index, videos[index], labels[index], empty, empty, error))
-                    else:
-                        yield index, views
-
-            for index, probs, logits in scorer.stream(decoded_views()):
-                keep(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
+        scored.update(score_videos(todo, test_lmdb, spec, test_set, scorer, cache, num_workers))
     seconds = time.perf_counter() - start
     if todo:
-        log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds, len(todo) / max(seconds, 1e-9), len(done))
+        log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds,
+                 len(todo) / max(seconds, 1e-9), reused)
 
     # From memory, not read back: what was checked or computed above is what counts.
-    metrics, rows = _metrics_from_cached([scored[i] for i in range(len(videos))], identity, aggregate, views_subset)
+    metrics, rows = _metrics_from_cached([scored[i] for i in range(len(test_set.videos))], identity, aggregate,
+                                         views_subset)
     metrics["checkpoint"] = str(checkpoint)
     metrics["run"] = {
         "computed": len(todo),
-        "reused": len(done),
+        "reused": reused,
         "forward_calls": scorer.forward_calls,
         "seconds": round(seconds, 3),
         "videos_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,

@@ -20,7 +20,8 @@ def load_settings(path: str | Path) -> TrainSettings:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise NlflowError(f"cannot read settings {path}: {exc}") from exc
+        raise NlflowError(f"cannot read settings {path}: {exc}; delete it and run the train job again "
+                          "(the stage writes it anew)") from exc
     if isinstance(data, dict) and "train" in data:
         return TrainSettings.from_config(data.get("model", {}), data["train"])
     return TrainSettings.from_dict(data)

@@ -38,9 +38,11 @@ class MetricsLog:
             return
         kept: list[str] = []
         if resume_iter > 0 and path.exists():
-            # Lines a killed run wrote after its last checkpoint would be written again: drop them.
-            for line in path.read_text().splitlines():
+            # Lines a killed run wrote after its last checkpoint would be written again: drop them,
+            # and damaged ones (a byte that is not UTF-8 is a ValueError too).
+            for raw in path.read_bytes().splitlines():
                 with contextlib.suppress(ValueError, KeyError, TypeError):
+                    line = raw.decode("utf-8")
                     if json.loads(line)["iter"] <= resume_iter:
                         kept.append(line)
         write_text_atomic(path, "".join(line + "\n" for line in kept))
