@@ -49,7 +49,6 @@ def test_folder_counts_its_class_folders_at_start_up(tmp_path):
     root = class_tree(tmp_path / "data")
     spec = dataset_spec(section("folder", root=str(root)))
     assert spec.num_classes == 3 and spec.kind.archives == ()
-    assert spec.num_classes_from == "the class folders at start-up"
     with pytest.raises(ConfigError, match=r"dataset.num_classes is 4 but dataset.root .* holds 3 class folders \(a, b, c\)"):
         dataset_spec(section("folder", root=str(root), num_classes=4))
 
@@ -90,8 +89,8 @@ def test_archive_kinds_need_their_archives():
 
 def test_lists_settings_hold_only_what_the_lists_depend_on(tmp_path):
     ucf = dataset_spec(section("ucf101", test_fraction=0.5)).lists_settings()
-    assert ucf == {"name": "ucf101", "split": 1, "num_classes": 101, "num_classes_from": "the UCF-101 class count",
-                   "val_fraction": 0}
+    assert ucf == {"name": "ucf101", "split": 1, "num_classes": 101, "val_fraction": 0}
+    assert dataset_spec(section("ucf101", num_classes=101)).lists_settings() == ucf  # left out = official count
     assert dataset_spec(section("ucf101", val_fraction=0.1, seed=3)).lists_settings()["seed"] == 3
     root = class_tree(tmp_path / "data")
     folder = dataset_spec(section("folder", root=str(root), group_pattern="(.)")).lists_settings()

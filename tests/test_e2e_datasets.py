@@ -141,4 +141,4 @@ def test_hmdb51_class_count_left_out_is_checked_against_the_data(hmdb_run, tmp_p
     result = snakemake(workdir, write_config(workdir, config, name="no_count.yaml"), "lists")
     assert result.returncode != 0
     log = (workdir / "results/logs/make_lists/split1.log").read_text()
-    assert "5 classes, expected 51 (the HMDB-51 class count)" in log
+    assert "5 classes, expected 51 (dataset.num_classes, or HMDB-51's 51 when it is left out)" in log

@@ -9,7 +9,7 @@ import pytest
 import rars
 
 from nlflow import stages
-from nlflow.acquire.datasets import dataset_spec
+from nlflow.acquire.datasets import KINDS, dataset_spec
 from nlflow.acquire.hmdb51 import hmdb51_lists, source_film
 from nlflow.acquire.listfiles import list_paths, read_classes, read_list
 from nlflow.acquire.split_files import (
@@ -173,5 +173,5 @@ def test_a_class_without_split_file_and_a_wrong_class_count(tmp_path):
     (splits / "testTrainMulti_7030_splits" / "pick_test_split1.txt").unlink()
     with pytest.raises(MissingSplitFileError, match=r"pick_test_split1.txt \(class folder 'pick'\)"):
         hmdb51_lists(splits, 1, videos)
-    with pytest.raises(ClassCountError, match=r"3 classes, expected 51 \(the HMDB-51 class count\)"):
-        hmdb51_lists(splits, 1, videos, 51, "the HMDB-51 class count")
+    with pytest.raises(ClassCountError, match=r"3 classes, expected 51 \(dataset.num_classes, or HMDB-51's 51"):
+        hmdb51_lists(splits, 1, videos, 51, KINDS["hmdb51"].count_origin)

@@ -33,18 +33,18 @@ FOLDER_ONLY_KEYS = ("root", "lists", "group_pattern")
 
 def _ucf101(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
     return ucf101_lists(splits_dir, settings["split"], video_root(videos_dir), settings["num_classes"],
-                        settings["num_classes_from"])
+                        KINDS[settings["name"]].count_origin)
 
 
 def _hmdb51(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
     return hmdb51_lists(splits_dir, settings["split"], video_root(videos_dir), settings["num_classes"],
-                        settings["num_classes_from"])
+                        KINDS[settings["name"]].count_origin)
 
 
 def _folder(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
     return folder_lists(videos_dir, settings.get("lists"), settings.get("test_fraction", 0.3),
                         settings.get("seed", 0), settings.get("group_pattern"), settings["num_classes"],
-                        settings["num_classes_from"])
+                        KINDS["folder"].count_origin)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,13 @@ class DatasetKind:
     official_num_classes: int | None  # None: only the data tells
     list_keys: tuple[str, ...]  # the `dataset` keys its lists depend on (besides the common ones)
     make_lists: Callable[[Mapping[str, Any], str, str | None], DatasetLists]
+
+    @property
+    def count_origin(self) -> str:
+        """Where the expected class count comes from, for the mismatch error."""
+        if self.official_num_classes is None:
+            return "dataset.num_classes, or the class folders when Snakemake started"
+        return f"dataset.num_classes, or {self.title}'s {self.official_num_classes} when it is left out"
 
 
 KINDS = {
@@ -72,12 +79,11 @@ KINDS = {
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """The checked `dataset` section: its kind, its class count and where that count came from."""
+    """The checked `dataset` section: its kind and its class count."""
 
     kind: DatasetKind
     settings: Mapping[str, Any]  # the `dataset` section, with `root` and `lists` paths expanded
-    num_classes: int
-    num_classes_from: str
+    num_classes: int  # configured, or the kind's official count, or the class folders of `folder`
 
     @property
     def root(self) -> str | None:
@@ -91,9 +97,12 @@ class DatasetSpec:
         return self.kind.name == "folder" and not self.user_lists()
 
     def lists_settings(self) -> dict[str, Any]:
-        """Exactly what make_lists reads, so a change to anything else does not re-make the lists."""
+        """Exactly what make_lists reads, so a change to anything else does not re-make the lists.
+
+        ``num_classes`` is the resolved count: leaving out a value equal to it changes nothing.
+        """
         settings = {key: self.settings.get(key) for key in self.kind.list_keys}
-        settings.update(name=self.kind.name, num_classes=self.num_classes, num_classes_from=self.num_classes_from,
+        settings.update(name=self.kind.name, num_classes=self.num_classes,
                         val_fraction=self.settings.get("val_fraction", 0))
         if self.uses_random_test_split():
             settings["test_fraction"] = self.settings.get("test_fraction", 0.3)
@@ -119,8 +128,7 @@ def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lamb
     if settings.get("lists"):
         settings["lists"] = {name: expand(path) if path else path for name, path in settings["lists"].items()}
     _check_keys(kind, settings)
-    num_classes, origin = _resolve_num_classes(kind, settings)
-    return DatasetSpec(kind, settings, num_classes, origin)
+    return DatasetSpec(kind, settings, _resolve_num_classes(kind, settings))
 
 
 def _check_keys(kind: DatasetKind, settings: Mapping[str, Any]) -> None:
@@ -142,7 +150,7 @@ def _check_keys(kind: DatasetKind, settings: Mapping[str, Any]) -> None:
     compile_group_pattern(settings.get("group_pattern"))
 
 
-def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> tuple[int, str]:
+def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> int:
     configured = settings.get("num_classes")
     if kind.name == "folder":
         classes = folder_classes(settings["root"])
@@ -151,10 +159,8 @@ def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> tupl
                 f"dataset.num_classes is {configured} but dataset.root {settings['root']} holds {len(classes)} "
                 f"class folders ({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})"
             )
-        return len(classes), "dataset.num_classes" if configured is not None else "the class folders at start-up"
-    if configured is not None:
-        return configured, "dataset.num_classes"
-    return kind.official_num_classes, f"the {kind.title} class count"
+        return len(classes)
+    return configured if configured is not None else kind.official_num_classes
 
 
 def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLike,

@@ -35,7 +35,6 @@ from nlflow.acquire.demo_layouts import (  # noqa: F401 (split_files, video_relp
     NUM_GROUPS,
     PACKAGE,
     RELPATH,
-    groups_tested_in_split,
     split_files,
     video_relpath,
 )
