@@ -1,4 +1,4 @@
-# nlflow: UCF-101 (or the embedded demo) -> fine-tuned non-local I3D -> evaluation and report.
+# nlflow: UCF-101, HMDB-51, your own videos (or the embedded demo) -> fine-tuned non-local I3D -> evaluation and report.
 # The DAG: download -> extract -> lists / downscale -> shuffle_rep -> lmdb -> (clean_weights) -> train
 # -> evaluate -> report. Run `snakemake --cores 2 --configfile config/demo.yaml` for the demo.
 from pathlib import Path

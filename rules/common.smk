@@ -1,5 +1,6 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
+from nlflow.acquire.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
 
 
@@ -15,14 +16,21 @@ def with_results_dir(text):
     )
 
 
+# The dataset kind (nlflow.acquire.datasets) says which archives exist, whether the video archive
+# nests one archive per class, and the class count; a bad dataset section stops the run here.
+DATASET = dataset_spec(config["dataset"], expand=with_results_dir)
 ARCHIVES = {
     part: {
         "filename": config["dataset"][part]["filename"],
         "urls": [with_results_dir(url) for url in config["dataset"][part]["urls"]],
         "sha256": config["dataset"][part].get("sha256"),
+        "md5": config["dataset"][part].get("md5"),
     }
-    for part in ("videos", "splits")
+    for part in DATASET.kind.archives
 }
+# What make_lists reads (for `folder`, with a digest of the videos: computed once, at start-up).
+LISTS_SETTINGS = DATASET.lists_settings()
+# The official split number names the lists folder; a `folder` dataset keeps it at its default, 1.
 SPLIT = config["dataset"]["split"]
 # The HTML report's front page is rendered from the config alone: hand it the evaluation's numbers.
 config["report_headline"] = headline_numbers(R("evaluate/metrics.json"), config)
@@ -67,8 +75,34 @@ def demo_source_inputs(wildcards):
     ]
 
 
+def holds_class_archives(wildcards):
+    """True for an archive of per-class archives (HMDB-51's videos), which extract unpacks nested."""
+    return wildcards.part == "videos" and DATASET.kind.nested_videos
+
+
+def video_source():
+    """Where downscale and make_lists read videos: the extracted archive, or a `folder` dataset's root."""
+    return video_source_dir(DATASET, R("extracted/videos"))
+
+
+def lists_inputs(wildcards):
+    """make_lists reads the extracted archives, or the user's folder and list files (their edits re-run it)."""
+    inputs = {"videos": video_source(), **DATASET.user_lists()}
+    if "splits" in ARCHIVES:
+        inputs["splits"] = R("extracted/splits")
+    return inputs
+
+
+def downscale_source_params():
+    """A `folder` dataset's inventory, so added or changed videos re-run downscale; nothing otherwise."""
+    if DATASET.kind.name != "folder":
+        return {}
+    return {"inventory": LISTS_SETTINGS["inventory"]}
+
+
 def model_params():
-    return dict(config["model"], num_classes=config["dataset"]["num_classes"])
+    # num_classes may be left out: the kind's official count, or the class folders of a `folder` root.
+    return dict(config["model"], num_classes=DATASET.num_classes)
 
 
 def view_params():

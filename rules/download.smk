@@ -1,13 +1,15 @@
-# Acquisition: resumable, checksum-verified downloads, then safe, atomic extraction.
+# Acquisition: resumable, checksum-verified downloads, then safe, atomic extraction. Which archives
+# exist comes from the dataset kind (nlflow.acquire.datasets): UCF-101, HMDB-51 and the demo have a
+# video and a split archive; a `folder` dataset has none, so these rules do not run for it.
 
 
-rule download_ucf101:
+rule download_dataset:
     input:
         demo_source_inputs,
     output:
         R("download/{filename}"),
     log:
-        R("logs/download_ucf101/{filename}.log"),
+        R("logs/download/{filename}.log"),
     cache: "omit-software"
     conda:
         "../envs/nlflow.yaml"
@@ -18,6 +20,8 @@ rule download_ucf101:
     params:
         urls=lambda wildcards: archive_by_filename(wildcards.filename)["urls"],
         sha256=lambda wildcards: archive_by_filename(wildcards.filename)["sha256"],
+        # Checked on every run; the lock file below still records the first download's SHA-256.
+        md5=lambda wildcards: archive_by_filename(wildcards.filename)["md5"],
         # The demo regenerates its archives when its settings change: nothing to pin there.
         lock_file=lambda wildcards: (
             None
@@ -28,13 +32,13 @@ rule download_ucf101:
         "../workflow/scripts/download.py"
 
 
-rule extract_ucf101:
+rule extract_dataset:
     input:
         archive=lambda wildcards: R(f"download/{ARCHIVES[wildcards.part]['filename']}"),
     output:
         directory(R("extracted/{part}")),
     log:
-        R("logs/extract_ucf101/{part}.log"),
+        R("logs/extract/{part}.log"),
     wildcard_constraints:
         part="videos|splits",
     cache: "omit-software"
@@ -44,5 +48,8 @@ rule extract_ucf101:
     resources:
         mem_mb=2000,
         runtime=120,
+    params:
+        # HMDB-51's video archive holds one RAR per class: each is unpacked with the same checks.
+        nested=holds_class_archives,
     script:
-        "../workflow/scripts/extract_ucf101.py"
+        "../workflow/scripts/extract.py"

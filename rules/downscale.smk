@@ -4,7 +4,7 @@
 
 rule downscale:
     input:
-        videos=R("extracted/videos"),
+        videos=video_source(),
     output:
         videos=directory(R("downscaled/videos")),
         manifest=R("downscaled/manifest.csv"),
@@ -18,6 +18,8 @@ rule downscale:
         mem_mb=4000,
         runtime=600,
     params:
+        # `folder` only: a digest of the user's videos (their folder is no rule's output).
+        **downscale_source_params(),
         short_side=config["downscale"]["short_side"],
         upsample=config["downscale"]["upsample"],
         keyframe_interval=config["downscale"]["keyframe_interval"],

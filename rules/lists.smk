@@ -1,15 +1,17 @@
-# Official split files -> 0-based train / val / test lists and the class names.
+# The configured dataset's splits -> 0-based train / val / test lists, the class names, and
+# lists.json (how the lists were made, e.g. whether validation uses the test list). How depends on
+# dataset.name (nlflow.acquire.datasets): official split files, or the user's folder and lists.
 
 
 rule make_lists:
     input:
-        splits=R("extracted/splits"),
-        videos=R("extracted/videos"),
+        unpack(lists_inputs),
     output:
         train=f"{LISTS}/train.txt",
         val=f"{LISTS}/val.txt",
         test=f"{LISTS}/test.txt",
         classes=f"{LISTS}/classes.txt",
+        summary=f"{LISTS}/lists.json",
     log:
         R(f"logs/make_lists/split{SPLIT}.log"),
     conda:
@@ -19,7 +21,6 @@ rule make_lists:
         mem_mb=1000,
         runtime=10,
     params:
-        split=SPLIT,
-        num_classes=config["dataset"]["num_classes"],
+        dataset=LISTS_SETTINGS,
     script:
         "../workflow/scripts/make_lists.py"

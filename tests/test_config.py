@@ -17,7 +17,7 @@ def load(name: str) -> dict:
     return yaml.safe_load((REPO / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "hmdb51.yaml"])
 def test_shipped_configs_validate(name):
     validate(load(name), str(SCHEMA))
 
@@ -62,7 +62,7 @@ def _leaf_keys(schema: dict, prefix: str = "") -> list[str]:
         if sub.get("type") == "object" or "properties" in sub:
             keys += _leaf_keys(sub, path + ".")
         elif "$ref" in sub and sub["$ref"].endswith("/archive"):
-            keys += [f"{path}.{leaf}" for leaf in ("filename", "urls", "sha256")]
+            keys += [f"{path}.{leaf}" for leaf in ("filename", "urls", "sha256", "md5")]
         else:
             keys.append(path)
     return keys

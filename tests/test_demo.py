@@ -30,7 +30,7 @@ def demo_set(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rar_members(demo_set):
     out, summary = demo_set
-    archive = rars.RarFile(summary.rar_path)
+    archive = rars.RarFile(summary.videos_path)
     return {name: archive.read(name) for name in archive.namelist() if name.endswith(".avi")}
 
 
@@ -44,7 +44,7 @@ def test_output_files_and_summary(demo_set):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["UCF101.rar", "UCF101TrainTestSplits-RecognitionTask.zip", "demo_manifest.json"]
     )  # no staging or temporary files left behind
-    assert summary.archive_format == "rar"
+    assert summary.layout == "ucf101"
     assert summary.classes == ["Grow", "MoveDown", "MoveUp", "Shrink", "StandStill"]
     assert summary.num_videos == 5 * 25
     assert summary.corrupt_videos == ["Shrink/v_Shrink_g25_c01.avi"]
@@ -54,8 +54,8 @@ def test_output_files_and_summary(demo_set):
 
 def test_rar_layout_follows_ucf101(demo_set, rar_members):
     out, summary = demo_set
-    names = rars.RarFile(summary.rar_path).namelist()
-    assert Path(summary.rar_path).read_bytes()[:7] == b"Rar!\x1a\x07\x01"  # a real RAR5 archive
+    names = rars.RarFile(summary.videos_path).namelist()
+    assert Path(summary.videos_path).read_bytes()[:7] == b"Rar!\x1a\x07\x01"  # a real RAR5 archive
     assert len(rar_members) == 125
     for name in rar_members:
         match = VIDEO_NAME.match(name)
@@ -68,7 +68,7 @@ def test_rar_layout_follows_ucf101(demo_set, rar_members):
 
 def test_split_zip_is_official_format(demo_set):
     out, summary = demo_set
-    with zipfile.ZipFile(summary.splits_zip_path) as archive:
+    with zipfile.ZipFile(summary.splits_path) as archive:
         names = set(archive.namelist())
         expected = {"ucfTrainTestlist/classInd.txt"} | {
             f"ucfTrainTestlist/{kind}list{k:02d}.txt" for kind in ("train", "test") for k in (1, 2, 3)
@@ -86,7 +86,7 @@ def test_split_zip_is_official_format(demo_set):
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_split_files_parse_with_ucf101(demo_set, tmp_path, split):
     out, summary = demo_set
-    with zipfile.ZipFile(summary.splits_zip_path) as archive:
+    with zipfile.ZipFile(summary.splits_path) as archive:
         archive.extractall(tmp_path)
     lists = tmp_path / "lists"
     result = ucf101.make_lists(tmp_path / "ucfTrainTestlist", split, lists, expected_num_classes=5)

@@ -12,7 +12,7 @@ from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
-CACHED_RULES = ("download_ucf101", "extract_ucf101", "downscale")
+CACHED_RULES = ("download_dataset", "extract_dataset", "downscale")
 
 
 def _run_downscale(workdir: Path, cache: Path):

@@ -199,8 +199,8 @@ def test_cpu_rules_run_as_slurm_jobs(cluster, workdir, cpu_run):
     jobs = cluster.jobs(cpu_run.run_id)
     rules = sorted(rule_of(job) for job in jobs)
     # One SLURM job per rule instance; the target rules `lists` and `weights` run on the login node.
-    assert rules == sorted(["make_demo_dataset", "download_ucf101", "download_ucf101", "extract_ucf101",
-                            "extract_ucf101", "make_lists", "make_demo_weights", "clean_weights"]), rules
+    assert rules == sorted(["make_demo_dataset", "download_dataset", "download_dataset", "extract_dataset",
+                            "extract_dataset", "make_lists", "make_demo_weights", "clean_weights"]), rules
     assert_all_completed(cluster, jobs, workdir)
 
     default_partition = profile()["default-resources"]["slurm_partition"]

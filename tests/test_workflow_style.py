@@ -16,7 +16,7 @@ def test_snakefmt_leaves_the_workflow_unchanged():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config", ["demo.yaml", "config.yaml"])
+@pytest.mark.parametrize("config", ["demo.yaml", "config.yaml", "hmdb51.yaml"])
 def test_snakemake_lint_is_clean(tmp_path, config):
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from nlflow.acquire.demo_layouts import FORMATS
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES
 from nlflow.logs import setup_logging
@@ -16,7 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     summary = generate_demo(
         args.out_dir, seed=args.seed, num_frames=args.num_frames, clips_per_group=args.clips_per_group,
-        draw_frame_index=args.draw_frame_index,
+        draw_frame_index=args.draw_frame_index, layout=args.format,
     )
     print(summary)
     return 0
@@ -66,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="generate the embedded demo dataset (UCF-101 layout)")
-    demo.add_argument("out_dir", help="folder for UCF101.rar, the split zip and demo_manifest.json")
+    demo = commands.add_parser("demo", help="generate the embedded demo dataset (UCF-101, HMDB-51 or folder layout)")
+    demo.add_argument("out_dir", help="folder for the archives (or videos/ tree) and demo_manifest.json")
+    demo.add_argument("--format", choices=FORMATS, default="ucf101",
+                      help="ucf101: UCF101.rar + split zip; hmdb51: hmdb51_org.rar (one RAR per class) + "
+                           "test_train_splits.rar; folder: videos/<class>/<video> (default ucf101)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
     demo.add_argument("--num-frames", type=int, default=80, help="frames per video (default 80)")
     demo.add_argument("--clips-per-group", type=int, default=2, help="videos per class and group (default 2)")

@@ -17,9 +17,6 @@ from nlflow.errors import NlflowError
 
 log = logging.getLogger("nlflow.stages")
 
-VIDEO_FOLDER = "UCF-101"
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
-
 
 def make_demo_dataset(
     out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
@@ -44,61 +41,52 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
     log.info("demo Caffe2-format weights (freshly initialised, 400-class head) written to %s", pkl)
 
 
-def download(urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None) -> None:
+def download(
+    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None
+) -> None:
     from nlflow.acquire.download import fetch
 
-    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file)
+    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
     how = "already present" if result.already_present else f"from {result.source}"
     log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
 
 
-def extract(archive: str, target_dir: str) -> None:
+def extract(archive: str, target_dir: str, nested: bool = False) -> None:
+    """Extract one archive; ``nested``: it holds one archive per class (HMDB-51's videos)."""
     from nlflow.acquire.extract import extract_archive
+    from nlflow.acquire.nested_extract import extract_nested
 
+    if nested:
+        nested_result = extract_nested(archive, target_dir)
+        log.info("%s: %d class archives, %d files, %d bytes -> %s", Path(archive).name,
+                 len(nested_result.classes), nested_result.files, nested_result.bytes, target_dir)
+        return
     result = extract_archive(archive, target_dir)
     log.info(
         "%s (%s): %d files, %d bytes -> %s", Path(archive).name, result.format, result.files, result.bytes, target_dir
     )
 
 
-def video_root(extracted_dir: str | os.PathLike) -> Path:
-    """The folder holding `<Class>/<video>` inside an extracted video archive."""
-    root = Path(extracted_dir)
-    if (root / VIDEO_FOLDER).is_dir():
-        return root / VIDEO_FOLDER
-    subdirs = [p for p in root.iterdir() if p.is_dir()]
-    if len(subdirs) == 1 and not any(p.suffix.lower() in VIDEO_SUFFIXES for p in subdirs[0].iterdir() if p.is_file()):
-        return subdirs[0]
-    return root
-
-
 def make_lists(
-    splits_dir: str,
     videos_dir: str,
-    split: int,
-    num_classes: int,
-    train: str,
-    val: str,
-    test: str,
-    classes: str,
+    splits_dir: str | None,
+    dataset: Mapping[str, Any],
+    out: Mapping[str, str],
 ) -> None:
-    from nlflow.acquire.ucf101 import make_lists as write_lists
+    """The configured dataset's train / val / test lists, classes.txt and lists.json (``out``: name -> path)."""
+    from nlflow.acquire.datasets import make_dataset_lists
+    from nlflow.acquire.holdout import VALIDATION_TEXT
+    from nlflow.acquire.listfiles import write_lists
 
-    out_dir = Path(train).parent
-    expected = {Path(p).name for p in (train, val, test, classes)}
-    if expected != {"train.txt", "val.txt", "test.txt", "classes.txt"} or any(
-        Path(p).parent != out_dir for p in (val, test, classes)
-    ):
-        raise NlflowError("make_lists writes train.txt, val.txt, test.txt and classes.txt into one folder")
-    write_lists(splits_dir, split, out_dir, video_root=video_root(videos_dir), expected_num_classes=num_classes)
-
-
-def list_videos(root: Path) -> list[str]:
-    return sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+    lists = make_dataset_lists(dataset, videos_dir, splits_dir)
+    write_lists(out, lists)
+    summary = lists.summary()
+    log.info(
+        "%s: %d classes, %d train, %d val, %d test videos (test: %s) -> %s", dataset["name"],
+        summary["num_classes"], summary["num_train"], summary["num_val"], summary["num_test"], summary["test"],
+        Path(out["train"]).parent,
     )
+    log.info("%s", VALIDATION_TEXT[summary["validation"]])
 
 
 def downscale(
@@ -111,6 +99,7 @@ def downscale(
     qscale: int,
     n_jobs: int,
 ) -> None:
+    from nlflow.acquire.video_tree import list_videos, video_root
     from nlflow.fileio import resumable_dir
     from nlflow.video.downscale import downscale_all
 
@@ -144,7 +133,7 @@ def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) ->
 
 
 def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
-    from nlflow.acquire.ucf101 import format_list, read_list
+    from nlflow.acquire.listfiles import format_list, read_list
     from nlflow.fileio import write_text_atomic
     from nlflow.store.shuffle import shuffle_repeat
     from nlflow.video.downscale import read_manifest
@@ -164,7 +153,7 @@ def write_lmdb(
     kind: str,
     embed: bool,
 ) -> None:
-    from nlflow.acquire.ucf101 import read_classes, read_list
+    from nlflow.acquire.listfiles import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
     from nlflow.video.downscale import read_manifest
 

@@ -8,4 +8,6 @@ run_stage(
     dest=snakemake.output[0],
     sha256=snakemake.params.sha256,
     lock_file=snakemake.params.lock_file,
+    # download_weights has no md5 param: zoo files have no published checksum at all.
+    md5=snakemake.params.get("md5"),
 )

@@ -8,6 +8,8 @@ and a model must use time. The output mimics the real downloads byte for byte in
 ``UCF101TrainTestSplits-RecognitionTask.zip`` (``ucfTrainTestlist/classInd.txt``, train/test lists
 for 3 splits). One truncated video exercises the error path downstream; two videos shorter than one
 clip (one in a training group, one in a test group of split 1) exercise periodic clip sampling.
+The same videos can be packaged as HMDB-51's downloads or as a plain folder instead
+(``nlflow.acquire.demo_layouts``), so every dataset kind runs with no network.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import logging
 import os
 import tempfile
 import time
-import zipfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,20 +30,21 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from nlflow.acquire.demo_layouts import (  # noqa: F401 (split_files, video_relpath: part of this module's API)
+    FORMATS,
+    NUM_GROUPS,
+    PACKAGE,
+    RELPATH,
+    split_files,
+    video_relpath,
+)
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("Grow", "MoveDown", "MoveUp", "Shrink", "StandStill")  # classInd order (sorted, like UCF)
-NUM_GROUPS = 25
-NUM_SPLITS = 3
-GROUPS_PER_TEST_SPLIT = 7
-RAR_NAME = "UCF101.rar"
-SPLITS_ZIP_NAME = "UCF101TrainTestSplits-RecognitionTask.zip"
 MANIFEST_NAME = "demo_manifest.json"
-ARCHIVE_ROOT = "UCF-101"
-SPLITS_ROOT = "ucfTrainTestlist"
 # Train group in every split (splits test groups 1-21), so the undecodable video never reaches a test set.
 BAD_VIDEO_GROUP = 25
 CORRUPT_VIDEO = ("Shrink", BAD_VIDEO_GROUP, 1)
@@ -50,9 +52,6 @@ CORRUPT_VIDEO = ("Shrink", BAD_VIDEO_GROUP, 1)
 # original does. Group 25 trains in every split; group 3 is a test group of split 1.
 SHORT_VIDEOS = (("MoveUp", BAD_VIDEO_GROUP, 1), ("Grow", 3, 1))
 SHORT_VIDEO_FRAMES = 30
-# Fixed archive timestamps keep the archives byte-identical for a given seed.
-ARCHIVE_MTIME = 1357000000  # 2013-01-01
-ZIP_DATE_TIME = (2013, 1, 1, 0, 0, 0)
 VIDEO_QSCALE = 4  # fixed mpeg4 quantiser: clean frames at ~170 kb/s for the demo content
 
 # Frame-index code: CODE_BITS black/white blocks across the top CODE_BAND_FRACTION of the frame.
@@ -81,13 +80,13 @@ class FrameCodeError(NlflowError):
 @dataclasses.dataclass(frozen=True)
 class DemoSummary:
     out_dir: str
-    rar_path: str
-    splits_zip_path: str
+    layout: str  # "ucf101", "hmdb51" or "folder" (demo_layouts.FORMATS)
+    videos_path: str  # the video archive, or the `<class>/<video>` folder of the folder layout
+    splits_path: str | None  # the split archive; None for the folder layout
     manifest_path: str
-    archive_format: str  # "rar"
-    classes: list[str]
+    classes: list[str]  # the class names as the layout spells them
     num_videos: int
-    corrupt_videos: list[str]  # relative paths (Class/v_..avi) under UCF-101/
+    corrupt_videos: list[str]  # relative paths (<class>/<video>) as the layout names them
     short_videos: list[str]
     seed: int
     num_frames: int
@@ -95,37 +94,6 @@ class DemoSummary:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# ---------------------------------------------------------------- names and split files
-
-
-def video_relpath(class_name: str, group: int, clip: int) -> str:
-    return f"{class_name}/v_{class_name}_g{group:02d}_c{clip:02d}.avi"
-
-
-def groups_tested_in_split(split: int) -> range:
-    """Groups in the test list of an official split (split k tests 7(k-1)+1 .. 7k)."""
-    return range(GROUPS_PER_TEST_SPLIT * (split - 1) + 1, GROUPS_PER_TEST_SPLIT * split + 1)
-
-
-def split_files(classes: Iterable[str], clips_per_group: int) -> dict[str, str]:
-    """Contents of classInd.txt, trainlist0k.txt, testlist0k.txt in the official format (CRLF)."""
-    classes = list(classes)
-    files = {"classInd.txt": "".join(f"{i + 1} {name}\r\n" for i, name in enumerate(classes))}
-    for split in range(1, NUM_SPLITS + 1):
-        train, test = [], []
-        for label, name in enumerate(classes, start=1):
-            for group in range(1, NUM_GROUPS + 1):
-                for clip in range(1, clips_per_group + 1):
-                    rel = video_relpath(name, group, clip)
-                    if group in groups_tested_in_split(split):
-                        test.append(f"{rel}\r\n")
-                    else:
-                        train.append(f"{rel} {label}\r\n")
-        files[f"trainlist{split:02d}.txt"] = "".join(train)
-        files[f"testlist{split:02d}.txt"] = "".join(test)
-    return files
 
 
 # ---------------------------------------------------------------- frame-index code
@@ -367,30 +335,6 @@ def _video_rng(seed: int, label: int, group: int, clip: int) -> np.random.Genera
     return np.random.default_rng([seed, label, group, clip])
 
 
-def _write_splits_zip(path: Path, files: dict[str, str]) -> None:
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(zipfile.ZipInfo(f"{SPLITS_ROOT}/", ZIP_DATE_TIME), b"")
-            for name, text in files.items():
-                info = zipfile.ZipInfo(f"{SPLITS_ROOT}/{name}", ZIP_DATE_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, text.encode("ascii"))
-
-
-def _write_rar(path: Path, staging: Path, classes: list[str], rel_paths: list[str]) -> None:
-    import rars  # only the generator needs it
-
-    # Stored, not compressed: AVI payloads hardly compress and rars' compressor costs ~2 s/MB here.
-    builder = rars.RarBuilder(store=True)
-    builder.add_directory(ARCHIVE_ROOT, mtime=ARCHIVE_MTIME)
-    for name in classes:
-        builder.add_directory(f"{ARCHIVE_ROOT}/{name}", mtime=ARCHIVE_MTIME)
-    for rel in rel_paths:
-        builder.add_bytes((staging / rel).read_bytes(), f"{ARCHIVE_ROOT}/{rel}", mtime=ARCHIVE_MTIME)
-    with atomic_path(path) as tmp:
-        builder.write(str(tmp))
-
-
 def _make_demo_video(job: dict, staging: str, seed: int, size: tuple[int, int], fps: int,
                      draw_frame_index: bool) -> dict:
     """One video of the set (runs in a worker process)."""
@@ -413,31 +357,36 @@ def generate_demo(
     fps: int = 25,
     draw_frame_index: bool = False,
     n_jobs: int | None = None,
+    layout: str = "ucf101",
 ) -> DemoSummary:
-    """Write ``UCF101.rar``, ``UCF101TrainTestSplits-RecognitionTask.zip`` and ``demo_manifest.json``.
+    """Write the demo dataset in ``layout`` (one of ``FORMATS``) and ``demo_manifest.json`` into ``out_dir``.
 
-    Deterministic for a given seed and arguments (each video's randomness is keyed by its name, so
-    ``n_jobs`` does not matter; None = all cores). The corrupt and the short videos are ordinary
-    entries of the split files (the corrupt one trains in every split; see ``SHORT_VIDEOS``).
+    ``ucf101``: ``UCF101.rar`` and ``UCF101TrainTestSplits-RecognitionTask.zip``; ``hmdb51``:
+    ``hmdb51_org.rar`` (one RAR per class inside) and ``test_train_splits.rar``; ``folder``:
+    ``videos/<class>/<video>``. Deterministic for a given seed and arguments (each video's randomness
+    is keyed by its class, group and clip, so neither ``n_jobs`` nor the layout changes the pixels;
+    None = all cores). The corrupt and the short videos are ordinary entries of the split files (the
+    corrupt one trains in every split; see ``SHORT_VIDEOS``).
     """
     started = time.perf_counter()
+    if layout not in FORMATS:
+        raise DemoError(f"unknown demo format {layout!r}; choose from {', '.join(FORMATS)}")
     if clips_per_group < 1:
         raise DemoError(f"clips_per_group must be >= 1, got {clips_per_group}")
     if num_frames < 2:
         raise DemoError(f"num_frames must be >= 2, got {num_frames}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    classes = list(DEMO_CLASSES)
+    relpath = RELPATH[layout]
     short_frames = SHORT_VIDEO_FRAMES if num_frames > SHORT_VIDEO_FRAMES else max(1, num_frames // 2)
-    corrupt_rel, short_rels = video_relpath(*CORRUPT_VIDEO), {video_relpath(*video) for video in SHORT_VIDEOS}
     jobs = []
-    for label, name in enumerate(classes):
+    for label, name in enumerate(DEMO_CLASSES):
         for group in range(1, NUM_GROUPS + 1):
             for clip in range(1, clips_per_group + 1):
-                rel = video_relpath(name, group, clip)
-                kind = "corrupt" if rel == corrupt_rel else "short" if rel in short_rels else "ok"
-                jobs.append({"video": rel, "class": name, "label": label, "group": group, "clip": clip,
-                             "frames": short_frames if kind == "short" else num_frames, "kind": kind})
+                kind = ("corrupt" if (name, group, clip) == CORRUPT_VIDEO
+                        else "short" if (name, group, clip) in SHORT_VIDEOS else "ok")
+                jobs.append({"video": relpath(name, group, clip), "class": name, "label": label, "group": group,
+                             "clip": clip, "frames": short_frames if kind == "short" else num_frames, "kind": kind})
 
     n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(jobs)))
     with tempfile.TemporaryDirectory(prefix=".demo-staging-", dir=out) as staging:
@@ -451,24 +400,27 @@ def generate_demo(
             # import-safe), and start without the caller's torch thread settings.
             parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=4)
             videos = list(progress(parallel(delayed(make)(job) for job in jobs)))
-        _write_rar(out / RAR_NAME, Path(staging), classes, [v["video"] for v in videos])
-    _write_splits_zip(out / SPLITS_ZIP_NAME, split_files(classes, clips_per_group))
+        written = PACKAGE[layout](out, Path(staging), list(DEMO_CLASSES), [v["video"] for v in videos],
+                                  clips_per_group)
 
+    classes = [relpath(name, 1, 1).split("/")[0] for name in DEMO_CLASSES]
     corrupt = [v["video"] for v in videos if v["kind"] == "corrupt"]
     short = [v["video"] for v in videos if v["kind"] == "short"]
     manifest = {
-        "format": "nlflow-demo", "version": 1, "seed": seed, "classes": classes,
+        "format": "nlflow-demo", "version": 2, "layout": layout, "seed": seed, "classes": classes,
         "num_frames": num_frames, "clips_per_group": clips_per_group, "groups": NUM_GROUPS,
         "size": list(size), "fps": fps, "draw_frame_index": draw_frame_index,
-        "archive": RAR_NAME, "archive_root": ARCHIVE_ROOT, "splits_archive": SPLITS_ZIP_NAME,
+        "dataset_files": {part: path.name for part, path in written.items()},  # videos, splits
         "corrupt": corrupt, "short": short, "videos": videos,
     }
     write_json_atomic(out / MANIFEST_NAME, manifest)
     seconds = time.perf_counter() - started
-    log.info("demo dataset: %d videos of %d classes in %.1f s -> %s", len(videos), len(classes), seconds, out)
+    log.info("demo dataset (%s layout): %d videos of %d classes in %.1f s -> %s", layout, len(videos),
+             len(classes), seconds, out)
+    splits = written.get("splits")
     return DemoSummary(
-        out_dir=str(out), rar_path=str(out / RAR_NAME), splits_zip_path=str(out / SPLITS_ZIP_NAME),
-        manifest_path=str(out / MANIFEST_NAME), archive_format="rar", classes=classes,
-        num_videos=len(videos), corrupt_videos=corrupt, short_videos=short, seed=seed,
+        out_dir=str(out), layout=layout, videos_path=str(written["videos"]),
+        splits_path=None if splits is None else str(splits), manifest_path=str(out / MANIFEST_NAME),
+        classes=classes, num_videos=len(videos), corrupt_videos=corrupt, short_videos=short, seed=seed,
         num_frames=num_frames, seconds=round(seconds, 3),
     )

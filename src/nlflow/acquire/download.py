@@ -1,7 +1,8 @@
 """Resumable, checksummed download of one file from a list of mirrors.
 
 Data is streamed into ``dest + ".part"`` and renamed onto ``dest`` only after its SHA-256 matched,
-so a killed download never leaves something that looks finished.  Sources may be ``http(s)://``
+so a killed download never leaves something that looks finished. A configured MD5 (HMDB-51 publishes
+only MD5s) is checked as well; the lock file still records the SHA-256, the stronger pin.  Sources may be ``http(s)://``
 URLs or local files (``file:relative``, ``file:///abs``, or a plain path).
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 _MAX_BACKOFF_S = 60.0
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _CONTENT_RANGE_RE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED_RANGE_RE = re.compile(r"^bytes\s+\*/(\d+)$")
 _USER_AGENT = "nlflow-downloader/1"
@@ -68,11 +70,14 @@ def fetch(
     backoff: float = 1.0,
     timeout: float = 60,
     strict_resume: bool = False,
+    md5: str | None = None,
 ) -> FetchResult:
     """Download ``dest`` from the first mirror in ``urls`` that works, verify it, rename it into place.
 
     Checksum source, in order: ``sha256``; the entry for ``dest``'s file name in ``lock_file``;
     otherwise the SHA-256 of the first complete download is recorded in ``lock_file``.
+    ``md5``, when given, must match too, on every run: the first download is recorded in the lock
+    file only after its MD5 matched, and later runs check both the recorded SHA-256 and the MD5.
     ``strict_resume`` makes a server that ignores ``Range`` an error instead of a restart from zero.
     """
     if isinstance(urls, str):
@@ -82,9 +87,10 @@ def fetch(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     expected, expected_from = _expected_checksum(dest.name, sha256, lock_file)
+    md5 = _normalise_md5(md5) if md5 else None
 
     if dest.exists():
-        existing = _verify_existing(dest, expected, expected_from, lock_file)
+        existing = _verify_existing(dest, expected, expected_from, lock_file, md5)
         if existing is not None:
             return existing
 
@@ -97,7 +103,7 @@ def fetch(
             failures.append(f"{url}: {exc}")
             log.warning("%s: mirror %s failed (%s), trying the next one", dest.name, url, exc)
             continue
-        return _finish(dest, part, digest, size, url, resumed, expected, expected_from, lock_file)
+        return _finish(dest, part, digest, size, url, resumed, expected, expected_from, lock_file, md5)
     raise DownloadError(f"could not download {dest.name} from any of {len(urls)} source(s): " + "; ".join(failures))
 
 
@@ -109,6 +115,13 @@ def _normalise_sha256(value: str, where: str, recover: str = "") -> str:
     value = value.strip().lower()
     if not _SHA256_RE.match(value):
         raise DownloadError(f"{where}: {value!r:.80} is not a SHA-256 (64 hex digits)" + (f"; {recover}" if recover else ""))
+    return value
+
+
+def _normalise_md5(value: str) -> str:
+    value = value.strip().lower()
+    if not _MD5_RE.match(value):
+        raise DownloadError(f"configured md5: {value!r} is not an MD5 (32 hex digits)")
     return value
 
 
@@ -161,7 +174,14 @@ def record_in_lock_file(path: str | os.PathLike, name: str, digest: str) -> None
 
 
 def sha256_of_file(path: str | os.PathLike, progress: bool = True) -> str:
-    hasher = hashlib.sha256()
+    return _digest_of_file(path, hashlib.sha256(), progress)
+
+
+def md5_of_file(path: str | os.PathLike, progress: bool = True) -> str:
+    return _digest_of_file(path, hashlib.md5(usedforsecurity=False), progress)
+
+
+def _digest_of_file(path: str | os.PathLike, hasher: "hashlib._Hash", progress: bool) -> str:
     path = Path(path)
     with open(path, "rb") as handle, _progress_bar(path.stat().st_size, 0, f"verify {path.name}", progress) as bar:
         _hash_stream(handle, hasher, bar)
@@ -179,9 +199,13 @@ def _hash_stream(handle: BinaryIO, hasher: "hashlib._Hash", bar: tqdm | None = N
 
 
 def _verify_existing(
-    dest: Path, expected: str | None, expected_from: str, lock_file: str | os.PathLike | None
+    dest: Path, expected: str | None, expected_from: str, lock_file: str | os.PathLike | None,
+    md5: str | None = None,
 ) -> FetchResult | None:
     """Return a result when ``dest`` is already the right file; None when it must be fetched again."""
+    if md5 is not None and (actual := md5_of_file(dest)) != md5:
+        log.warning("%s exists but its MD5 %s differs from the configured %s; downloading it again", dest, actual, md5)
+        return None
     digest = sha256_of_file(dest)
     size = dest.stat().st_size
     if expected is None:
@@ -204,8 +228,14 @@ def _verify_existing(
 
 def _finish(
     dest: Path, part: Path, digest: str, size: int, url: str, resumed: bool,
-    expected: str | None, expected_from: str, lock_file: str | os.PathLike | None,
+    expected: str | None, expected_from: str, lock_file: str | os.PathLike | None, md5: str | None = None,
 ) -> FetchResult:
+    if md5 is not None and (actual := md5_of_file(part)) != md5:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{dest.name}: MD5 mismatch (expected {md5} from the configured md5, got {actual} from {url}); "
+            "the partial file was deleted: retry, try another mirror, or fix the checksum"
+        )
     if expected is not None and digest != expected:
         part.unlink(missing_ok=True)
         raise DownloadError(

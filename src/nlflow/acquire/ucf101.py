@@ -18,8 +18,32 @@ import os
 import re
 from pathlib import Path
 
-from nlflow.errors import NlflowError
-from nlflow.fileio import read_text_checked, rebuild_hint, write_text_atomic
+from nlflow.acquire.holdout import attach_validation
+from nlflow.acquire.listfiles import (  # noqa: F401 (format_list, read_list, read_classes: re-exported)
+    DatasetLists,
+    ListedVideo,
+    ListFileError,
+    format_list,
+    list_paths,
+    read_classes,
+    read_list,
+    write_lists,
+)
+from nlflow.acquire.split_files import (  # noqa: F401 (the error classes are part of this module's API)
+    ClassCountError,
+    DuplicateEntryError,
+    LabelError,
+    MalformedLineError,
+    MissingSplitFileError,
+    MissingVideosError,
+    SplitFileError,
+    SplitOverlapError,
+    UnknownClassError,
+    check_class_count,
+    check_videos_exist,
+    read_lines,
+    where,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,47 +53,6 @@ SPLIT_DIRNAME = "ucfTrainTestlist"
 
 # v_<Class>_g<GG>_c<CC>.avi ; the class part may itself contain underscores in other datasets
 _VIDEO_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)\.avi$", re.IGNORECASE)
-_MAX_MISSING_EXAMPLES = 5
-
-
-class SplitFileError(NlflowError):
-    """A UCF-101 split file is missing or has bad content (message names file and line)."""
-
-
-class MissingSplitFileError(SplitFileError):
-    pass
-
-
-class MalformedLineError(SplitFileError):
-    pass
-
-
-class UnknownClassError(SplitFileError):
-    pass
-
-
-class LabelError(SplitFileError):
-    """A label is out of range or disagrees with the class of the video's folder."""
-
-
-class DuplicateEntryError(SplitFileError):
-    pass
-
-
-class SplitOverlapError(SplitFileError):
-    """The same class+group (i.e. the same actor) appears in both train and test."""
-
-
-class ClassCountError(SplitFileError):
-    pass
-
-
-class MissingVideosError(NlflowError):
-    """Listed videos are not present under the video root."""
-
-
-class ListFileError(NlflowError):
-    """One of our own list files (train/val/test/classes.txt) is malformed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,69 +82,49 @@ class ListsSummary:
 # ---------------------------------------------------------------- low-level reading
 
 
-def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-blank, stripped lines with 1-based line numbers; tolerates BOM and CRLF."""
-    if not path.is_file():
-        raise MissingSplitFileError(f"split file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SplitFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip().lstrip("\ufeff")
-        if line:
-            out.append((number, line))
-    return out
-
-
-def _where(path: Path, line_no: int) -> str:
-    return f"{path}:{line_no}"
-
-
 def parse_class_index(path: str | os.PathLike) -> list[str]:
     """Parse ``classInd.txt`` into class names in label order (index 1 -> label 0)."""
     path = Path(path)
     names: list[str] = []
     seen: dict[str, str] = {}
-    for line_no, line in _read_lines(path):
+    for line_no, line in read_lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise MalformedLineError(
-                f"{_where(path, line_no)}: expected '<index> <ClassName>', got {line!r}"
+                f"{where(path, line_no)}: expected '<index> <ClassName>', got {line!r}"
             )
         index, name = int(parts[0]), parts[1]
         if index != len(names) + 1:
             raise MalformedLineError(
-                f"{_where(path, line_no)}: class index {index} out of order (expected {len(names) + 1})"
+                f"{where(path, line_no)}: class index {index} out of order (expected {len(names) + 1})"
             )
         if name.lower() in seen:
             raise DuplicateEntryError(
-                f"{_where(path, line_no)}: class {name!r} already defined ({seen[name.lower()]})"
+                f"{where(path, line_no)}: class {name!r} already defined ({seen[name.lower()]})"
             )
-        seen[name.lower()] = _where(path, line_no)
+        seen[name.lower()] = where(path, line_no)
         names.append(name)
     if not names:
         raise ClassCountError(f"{path}: no classes listed")
     return names
 
 
-def _parse_video_path(raw: str, where: str) -> tuple[str, str, int, int]:
+def _parse_video_path(raw: str, at: str) -> tuple[str, str, int, int]:
     """Split ``Folder/v_Class_gGG_cCC.avi`` into (normalised path, folder, group, clip)."""
     rel = raw.replace("\\", "/")
     parts = rel.split("/")
     if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise MalformedLineError(f"{where}: expected '<Class>/<video>.avi', got {raw!r}")
+        raise MalformedLineError(f"{at}: expected '<Class>/<video>.avi', got {raw!r}")
     folder, filename = parts
     match = _VIDEO_NAME.match(filename)
     if not match:
         raise MalformedLineError(
-            f"{where}: video name {filename!r} does not follow v_<Class>_g<GG>_c<CC>.avi"
+            f"{at}: video name {filename!r} does not follow v_<Class>_g<GG>_c<CC>.avi"
         )
     # Case-insensitive on purpose: HandstandPushups/v_HandStandPushups_... is official.
     if match["cls"].lower() != folder.lower():
         raise LabelError(
-            f"{where}: file name class {match['cls']!r} disagrees with its folder {folder!r}"
+            f"{at}: file name class {match['cls']!r} disagrees with its folder {folder!r}"
         )
     return rel, folder, int(match["group"]), int(match["clip"])
 
@@ -177,34 +140,34 @@ def parse_video_list(
     by_name = {name.lower(): i for i, name in enumerate(classes)}
     entries: list[VideoEntry] = []
     first_seen: dict[str, str] = {}
-    for line_no, line in _read_lines(path):
-        where = _where(path, line_no)
+    for line_no, line in read_lines(path):
+        at = where(path, line_no)
         parts = line.split()
         if len(parts) not in (1, 2) or (labelled and len(parts) != 2):
             expected = "'<Class>/<video>.avi <label>'" if labelled else "'<Class>/<video>.avi'"
-            raise MalformedLineError(f"{where}: expected {expected}, got {line!r}")
-        rel, folder, group, clip = _parse_video_path(parts[0], where)
+            raise MalformedLineError(f"{at}: expected {expected}, got {line!r}")
+        rel, folder, group, clip = _parse_video_path(parts[0], at)
         label = by_name.get(folder.lower())
         if label is None:
-            raise UnknownClassError(f"{where}: class folder {folder!r} is not in classInd.txt")
+            raise UnknownClassError(f"{at}: class folder {folder!r} is not in classInd.txt")
         if len(parts) == 2:
             if not parts[1].lstrip("-").isdigit():
-                raise MalformedLineError(f"{where}: label {parts[1]!r} is not an integer")
+                raise MalformedLineError(f"{at}: label {parts[1]!r} is not an integer")
             listed = int(parts[1])
             if not 1 <= listed <= len(classes):
                 raise LabelError(
-                    f"{where}: label {listed} out of range 1..{len(classes)} (labels are 1-based)"
+                    f"{at}: label {listed} out of range 1..{len(classes)} (labels are 1-based)"
                 )
             if listed - 1 != label:
                 raise LabelError(
-                    f"{where}: label {listed} ({classes[listed - 1]}) disagrees with folder "
+                    f"{at}: label {listed} ({classes[listed - 1]}) disagrees with folder "
                     f"{folder!r} (label {label + 1})"
                 )
         key = rel.lower()
         if key in first_seen:
-            raise DuplicateEntryError(f"{where}: {rel} already listed at {first_seen[key]}")
-        first_seen[key] = where
-        entries.append(VideoEntry(rel, label, group, clip, where))
+            raise DuplicateEntryError(f"{at}: {rel} already listed at {first_seen[key]}")
+        first_seen[key] = at
+        entries.append(VideoEntry(rel, label, group, clip, at))
     return entries
 
 
@@ -225,19 +188,6 @@ def check_disjoint(train: list[VideoEntry], test: list[VideoEntry]) -> None:
             )
 
 
-def check_videos_exist(entries: list[VideoEntry], video_root: str | os.PathLike) -> None:
-    root = Path(video_root)
-    if not root.is_dir():
-        raise MissingVideosError(f"video root {root} does not exist or is not a directory")
-    missing = [e.path for e in entries if not (root / e.path).is_file()]
-    if missing:
-        examples = ", ".join(missing[:_MAX_MISSING_EXAMPLES])
-        more = "" if len(missing) <= _MAX_MISSING_EXAMPLES else ", ..."
-        raise MissingVideosError(
-            f"{len(missing)} of {len(entries)} listed videos are missing under {root}: {examples}{more}"
-        )
-
-
 def find_split_dir(split_dir: str | os.PathLike) -> Path:
     """Accept the ``ucfTrainTestlist`` folder itself or the folder that contains it."""
     split_dir = Path(split_dir)
@@ -247,17 +197,15 @@ def find_split_dir(split_dir: str | os.PathLike) -> Path:
 
 
 def load_split(
-    split_dir: str | os.PathLike, split: int, expected_num_classes: int | None = None
+    split_dir: str | os.PathLike, split: int, expected_num_classes: int | None = None,
+    expected_from: str | None = None,
 ) -> tuple[list[str], list[VideoEntry], list[VideoEntry]]:
     """Parse and cross-check one official split: (classes, train entries, test entries)."""
     if split not in range(1, NUM_SPLITS + 1):
         raise SplitFileError(f"split must be 1..{NUM_SPLITS}, got {split!r}")
     root = find_split_dir(split_dir)
     classes = parse_class_index(root / "classInd.txt")
-    if expected_num_classes is not None and len(classes) != expected_num_classes:
-        raise ClassCountError(
-            f"{root / 'classInd.txt'}: {len(classes)} classes, expected {expected_num_classes}"
-        )
+    check_class_count(classes, expected_num_classes, root / "classInd.txt", expected_from)
     train = parse_video_list(root / f"trainlist{split:02d}.txt", classes, labelled=True)
     test = parse_video_list(root / f"testlist{split:02d}.txt", classes, labelled=False)
     if not train:
@@ -268,11 +216,26 @@ def load_split(
     return classes, train, test
 
 
-# ---------------------------------------------------------------- our list files
+def ucf101_lists(
+    split_dir: str | os.PathLike,
+    split: int,
+    video_root: str | os.PathLike | None = None,
+    expected_num_classes: int | None = None,
+    expected_from: str | None = None,
+) -> DatasetLists:
+    """One official split as train and test lists (no validation list yet: see attach_validation).
 
+    A video's group is its ``gGG`` number across all classes, as the official splits use it.
+    """
+    classes, train, test = load_split(split_dir, split, expected_num_classes, expected_from)
+    if video_root is not None:
+        check_videos_exist(train + test, video_root)
 
-def format_list(entries: list[tuple[str, int]]) -> str:
-    return "".join(f"{path} {label}\n" for path, label in entries)
+    def listed(entries: list[VideoEntry]) -> list[ListedVideo]:
+        return [ListedVideo(e.path, e.label, f"g{e.group:02d}", e.source) for e in entries]
+
+    about = {"dataset": "ucf101", "split": split, "test": f"official split {split}"}
+    return DatasetLists(classes, listed(train), None, listed(test), about)
 
 
 def make_lists(
@@ -282,66 +245,15 @@ def make_lists(
     video_root: str | os.PathLike | None = None,
     expected_num_classes: int | None = None,
 ) -> ListsSummary:
-    """Write ``train.txt``, ``val.txt``, ``test.txt``, ``classes.txt`` for one split into out_dir.
+    """Write ``train.txt``, ``val.txt``, ``test.txt``, ``classes.txt`` and ``lists.json`` for one split.
 
-    val and test are both the official test list (val only drives clip accuracy during training).
+    val is the official test list (val only drives clip accuracy during training).
     With ``video_root`` every listed video must exist there. Nothing is written unless all checks pass.
     """
-    classes, train, test = load_split(split_dir, split, expected_num_classes)
-    if video_root is not None:
-        check_videos_exist(train + test, video_root)
-    out = Path(out_dir)
-    test_text = format_list([(e.path, e.label) for e in test])
-    write_text_atomic(out / "classes.txt", "".join(f"{name}\n" for name in classes))
-    write_text_atomic(out / "train.txt", format_list([(e.path, e.label) for e in train]))
-    write_text_atomic(out / "val.txt", test_text)
-    write_text_atomic(out / "test.txt", test_text)
-    summary = ListsSummary(split, len(classes), len(train), len(test), len(test), str(out))
+    lists = attach_validation(ucf101_lists(split_dir, split, video_root, expected_num_classes), 0, 0)
+    write_lists(list_paths(out_dir), lists)
     log.info(
         "split %d: %d classes, %d train, %d test videos -> %s",
-        split, len(classes), len(train), len(test), out,
+        split, len(lists.classes), len(lists.train), len(lists.test), out_dir,
     )
-    return summary
-
-
-def _read_our_file(path: Path, what: str) -> str:
-    """The text of one of our list files; damage (cut off mid-line, not UTF-8) is a ListFileError
-    that says how to write the file again."""
-    if not path.is_file():
-        raise ListFileError(f"{what} not found: {path}")
-    return read_text_checked(path, ListFileError, f"if nlflow wrote it, {rebuild_hint(path)}")
-
-
-def read_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
-    """Read one of our list files: ``<relative path> <0-based label>`` per line.
-
-    With ``num_classes``, a label outside ``0..num_classes - 1`` is an error too (a changed digit
-    still parses as a label).
-    """
-    path = Path(path)
-    out = []
-    for line_no, line in enumerate(_read_our_file(path, "list file").splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        rel, sep, label = line.rpartition(" ")
-        if not sep or not rel.strip() or not label.isdigit():
-            raise ListFileError(
-                f"{path}:{line_no}: expected '<relative path> <label>', got {line!r:.120}; if nlflow wrote it, {rebuild_hint(path)}"
-            )
-        if num_classes is not None and int(label) >= num_classes:
-            raise ListFileError(
-                f"{path}:{line_no}: label {label} is out of range for {num_classes} classes; if nlflow wrote it, {rebuild_hint(path)}"
-            )
-        out.append((rel.strip(), int(label)))
-    return out
-
-
-def read_classes(path: str | os.PathLike) -> list[str]:
-    """Read ``classes.txt``: line i is the name of label i."""
-    path = Path(path)
-    names = [line.strip() for line in _read_our_file(path, "classes file").splitlines()]
-    names = [n for n in names if n]
-    if not names:
-        raise ListFileError(f"{path}: no class names")
-    return names
+    return ListsSummary(split, len(lists.classes), len(lists.train), len(lists.val), len(lists.test), str(out_dir))

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from nlflow.acquire.holdout import validation_source
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
 
@@ -174,6 +175,8 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
             lines.append(f"- final training loss: {losses[-1]:.4f}")
         if val:
             lines.append(f"- last validation clip top-1: {_pct(val[-1])} (best {_pct(max(val))})")
+        if "dataset" in settings:
+            lines.append(f"- {validation_source(settings['dataset'])}")
     lines += ["", "## Settings", ""]
     if settings:
         for key in sorted(settings):

@@ -1,4 +1,0 @@
-from nlflow import stages
-from nlflow.adapter import run_stage
-
-run_stage(snakemake, stages.extract, archive=snakemake.input.archive, target_dir=snakemake.output[0])
