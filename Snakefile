@@ -24,7 +24,8 @@ if not config:
 # Strings that mean numbers (YAML's `1e-2`, every value of `--config 'train={base_lr: 0.02}'`)
 # become numbers before validation, so that they validate and compare as numbers.
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
-config.update(coerce_to_schema(config, yaml.safe_load(SCHEMA.read_text())))
+SCHEMA_DICT = yaml.safe_load(SCHEMA.read_text())
+config.update(coerce_to_schema(config, SCHEMA_DICT))
 validate(config, SCHEMA)
 
 
@@ -42,10 +43,17 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 
 
+if EXPERIMENTS:
+
+    include: "rules/compare.smk"
+
+
 rule all:
     default_target: True
     input:
-        rules.report.output,
+        # With an experiments table: every experiment's report, and their comparison.
+        expand(rules.report.output, experiment=EXPERIMENTS)
+        + (rules.compare.output if EXPERIMENTS else []),
 
 
 rule download:
@@ -65,4 +73,4 @@ rule lmdb:
 
 rule weights:
     input:
-        rules.clean_weights.output,
+        expand(rules.clean_weights.output, experiment=EXPERIMENTS),

@@ -1,7 +1,15 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
+import copy
+
 from nlflow.acquire.datasets import dataset_spec, video_source_dir
+from nlflow.evaluate.headline import comparison_headline
+from nlflow.experiments import find_table, read_experiments
+from nlflow.weights.demo import DEMO_MODEL_PLACEHOLDER, demo_model_id
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
+
+# The config as validated, before the model zoo fills it in: what experiment rows override.
+BASE_CONFIG = copy.deepcopy(config)
 
 
 def R(path):
@@ -32,14 +40,60 @@ ARCHIVES = {
 LISTS_SETTINGS = DATASET.lists_settings()
 # The official split number names the lists folder; a `folder` dataset keeps it at its default, 1.
 SPLIT = config["dataset"]["split"]
-# The HTML report's front page is rendered from the config alone: hand it the evaluation's numbers.
-config["report_headline"] = headline_numbers(R("evaluate/metrics.json"), config)
 LISTS = R(f"lists/split{SPLIT}")
 LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt"}
 # pretrained.name completes the model section from the model zoo (a contradiction stops here).
-PRETRAINED = resolve_pretrained(config["model"], config["pretrained"])
-config["model"] = PRETRAINED.model
-PRETRAINED_PKL = with_results_dir(PRETRAINED.pkl)
+config["model"] = resolve_pretrained(config["model"], config["pretrained"]).model
+
+# Experiments: `experiments` names a table with one row per experiment (nlflow.experiments); each
+# row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
+# experiment, the config itself, whose outputs keep their places (weights/, train/, evaluate/, report/).
+EXPERIMENTS = (
+    read_experiments(
+        find_table(with_results_dir(config["experiments"]), workflow.basedir),
+        BASE_CONFIG,
+        SCHEMA_DICT,
+    ).configs
+    if config.get("experiments")
+    else {}
+)
+EXP = "experiments/{experiment}/" if EXPERIMENTS else ""
+REPORT_SUBCATEGORY = "{experiment}" if EXPERIMENTS else None
+# The HTML report's front page is rendered from the config alone: hand it the numbers.
+config["report_headline"] = (
+    None if EXPERIMENTS else headline_numbers(R("evaluate/metrics.json"), config)
+)
+config["report_comparison"] = (
+    comparison_headline(R("compare/summary.csv")) if EXPERIMENTS else None
+)
+
+
+def exp_config(wildcards):
+    """The whole config of the job's experiment (the config itself without a table)."""
+    return EXPERIMENTS[wildcards.experiment] if EXPERIMENTS else config
+
+
+def exp_path(path):
+    """An input function: ``path`` inside the job's experiment folder."""
+    return lambda wildcards: R(
+        EXP.format(experiment=getattr(wildcards, "experiment", "")) + path
+    )
+
+
+def all_experiment_configs():
+    return list(EXPERIMENTS.values()) or [config]
+
+
+def expand_pkl(text, model):
+    """A configured weights path: `{results_dir}`, and `{demo_model}` for this network's demo file."""
+    text = with_results_dir(text)
+    return text.replace(DEMO_MODEL_PLACEHOLDER, demo_model_id(model)) if text else text
+
+
+# The demo's stand-in "pretrained" files: one per architecture the experiments use.
+DEMO_MODELS = {
+    demo_model_id(cfg["model"]): cfg["model"] for cfg in all_experiment_configs()
+}
 
 
 def archive_filenames():
@@ -100,21 +154,32 @@ def downscale_source_params():
     return {"inventory": LISTS_SETTINGS["inventory"]}
 
 
-def model_params():
+def model_params(wildcards):
     # num_classes may be left out: the kind's official count, or the class folders of a `folder` root.
-    return dict(config["model"], num_classes=DATASET.num_classes)
+    return canonical(
+        dict(exp_config(wildcards)["model"], num_classes=DATASET.num_classes)
+    )
 
 
-def view_params():
-    test = config["test"]
-    return {
-        "video_length": config["model"]["video_length"],
-        "sample_rate": config["model"]["sample_rate"],
-        "num_clips": test["num_clips"],
-        "num_crops": test["num_crops"],
-        "scale": test["scale"],
-        "crop_size": test["crop_size"],
-    }
+def view_params(wildcards):
+    cfg = exp_config(wildcards)
+    test = cfg["test"]
+    return canonical(
+        {
+            "video_length": cfg["model"]["video_length"],
+            "sample_rate": cfg["model"]["sample_rate"],
+            "num_clips": test["num_clips"],
+            "num_crops": test["num_crops"],
+            "scale": test["scale"],
+            "crop_size": test["crop_size"],
+        }
+    )
+
+
+def section_params(section, result=True):
+    """An input function: the job's experiment's config section, its result or operational keys."""
+    pick = result_params if result else operational_params
+    return lambda wildcards: pick(exp_config(wildcards)[section], section)
 
 
 def all_cores():
@@ -125,8 +190,10 @@ def all_cores():
         return 1
 
 
-def pretrained_weights():
+def pretrained_weights(wildcards):
     """The Caffe2 file clean_weights starts from: the zoo download, a local file, or none (scratch)."""
-    if PRETRAINED.name:
-        return [R(f"weights/download/{PRETRAINED.name}.pkl")]
-    return [PRETRAINED_PKL] if PRETRAINED_PKL else []
+    cfg = exp_config(wildcards)
+    name, pkl = cfg["pretrained"]["name"], cfg["pretrained"]["pkl"]
+    if name:
+        return [R(f"weights/download/{name}.pkl")]
+    return [expand_pkl(pkl, cfg["model"])] if pkl else []

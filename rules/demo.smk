@@ -22,9 +22,12 @@ rule make_demo_dataset:
 
 rule make_demo_weights:
     output:
-        pkl=R("demo_source/i3d_nonlocal_demo_init.pkl"),
+        # One per architecture the experiments use (pretrained.pkl names it with {demo_model}).
+        pkl=R("demo_source/{demo_model}_demo_init.pkl"),
     log:
-        R("logs/make_demo_weights.log"),
+        R("logs/make_demo_weights/{demo_model}.log"),
+    wildcard_constraints:
+        demo_model="|".join(DEMO_MODELS),
     conda:
         "../envs/nlflow.yaml"
     threads: 1
@@ -32,7 +35,7 @@ rule make_demo_weights:
         mem_mb=2000,
         runtime=10,
     params:
-        model=canonical(config["model"]),
+        model=lambda wildcards: canonical(DEMO_MODELS[wildcards.demo_model]),
         seed=config.get("demo", {}).get("seed", 0),
     script:
         "../workflow/scripts/make_demo_weights.py"

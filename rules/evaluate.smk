@@ -1,69 +1,75 @@
 # Multi-view evaluation (10 clips x 3 crops, each video decoded once, per-view scores cached) and
-# the report.
+# the report, per experiment.
 
 
 rule evaluate:
     input:
-        model=R("train/model_final.pt"),
+        model=R(f"{EXP}train/model_final.pt"),
         test_lmdb=R(f"lmdb/split{SPLIT}/test.lmdb"),
     output:
         metrics=report(
-            R("evaluate/metrics.json"),
+            R(f"{EXP}evaluate/metrics.json"),
             caption="../workflow/report/metrics.rst",
             category="Evaluation",
+            subcategory=REPORT_SUBCATEGORY,
         ),
         predictions=report(
-            R("evaluate/predictions.csv"),
+            R(f"{EXP}evaluate/predictions.csv"),
             caption="../workflow/report/predictions.rst",
             category="Evaluation",
+            subcategory=REPORT_SUBCATEGORY,
         ),
     log:
-        R("logs/evaluate.log"),
+        R(f"logs/{EXP}evaluate.log"),
     conda:
         "../envs/nlflow.yaml"
     threads: all_cores()
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=min(config["train"]["gpus"], 1),
+        gpu=lambda wildcards: min(exp_config(wildcards)["train"]["gpus"], 1),
     params:
-        views=canonical(view_params()),
+        views=view_params,
         # views per forward pass and loader workers: how it runs, never what it finds
-        operational=operational_params(config["test"], "test"),
-        aggregate=config["test"]["aggregate"],
-        amp=config["test"]["amp"],
-        cache_dir=R("evaluate/view_scores"),
+        operational=section_params("test", result=False),
+        aggregate=lambda wildcards: exp_config(wildcards)["test"]["aggregate"],
+        amp=lambda wildcards: exp_config(wildcards)["test"]["amp"],
+        cache_dir=exp_path("evaluate/view_scores"),
     script:
         "../workflow/scripts/evaluate.py"
 
 
 rule report:
     input:
-        train_metrics=R("train/metrics.jsonl"),
-        eval_metrics=R("evaluate/metrics.json"),
+        train_metrics=R(f"{EXP}train/metrics.jsonl"),
+        eval_metrics=R(f"{EXP}evaluate/metrics.json"),
     output:
         curves=report(
-            R("report/training_curves.png"),
+            R(f"{EXP}report/training_curves.png"),
             caption="../workflow/report/training.rst",
             category="Training",
+            subcategory=REPORT_SUBCATEGORY,
         ),
         confusion=report(
-            R("report/confusion_matrix.png"),
+            R(f"{EXP}report/confusion_matrix.png"),
             caption="../workflow/report/confusion.rst",
             category="Evaluation",
+            subcategory=REPORT_SUBCATEGORY,
         ),
         per_class=report(
-            R("report/per_class_accuracy.png"),
+            R(f"{EXP}report/per_class_accuracy.png"),
             caption="../workflow/report/per_class.rst",
             category="Evaluation",
+            subcategory=REPORT_SUBCATEGORY,
         ),
         summary=report(
-            R("report/report.md"),
+            R(f"{EXP}report/report.md"),
             caption="../workflow/report/summary.rst",
             category="Summary",
+            subcategory=REPORT_SUBCATEGORY,
         ),
     log:
-        R("logs/report.log"),
+        R(f"logs/{EXP}report.log"),
     conda:
         "../envs/nlflow.yaml"
     threads: 1
@@ -71,12 +77,12 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=canonical(
+        settings=lambda wildcards: canonical(
             {
-                "dataset": config["dataset"],
-                "model": config["model"],
-                "train": result_params(config["train"], "train"),
-                "test": result_params(config["test"], "test"),
+                "dataset": exp_config(wildcards)["dataset"],
+                "model": exp_config(wildcards)["model"],
+                "train": result_params(exp_config(wildcards)["train"], "train"),
+                "test": result_params(exp_config(wildcards)["test"], "test"),
             }
         ),
     script:

@@ -16,13 +16,13 @@ rule train:
     input:
         train_lmdb=R(f"lmdb/split{SPLIT}/train.lmdb"),
         val_lmdb=R(f"lmdb/split{SPLIT}/val.lmdb"),
-        init=R("weights/init.pt"),
+        init=R(f"{EXP}weights/init.pt"),
         classes=f"{LISTS}/classes.txt",
     output:
-        model=R("train/model_final.pt"),
-        metrics=R("train/metrics.jsonl"),
+        model=R(f"{EXP}train/model_final.pt"),
+        metrics=R(f"{EXP}train/metrics.jsonl"),
     log:
-        R("logs/train.log"),
+        R(f"logs/{EXP}train.log"),
     conda:
         "../envs/nlflow.yaml"
     threads: all_cores()
@@ -31,22 +31,26 @@ rule train:
         runtime=2880,
         # GPUs of the whole job: snakemake-executor-plugin-slurm passes this as `sbatch --gpus`,
         # a per-job total; the stage runs gpu // nodes processes on each node.
-        gpu=config["train"]["gpus"] * config["train"]["nodes"],
+        gpu=lambda wildcards: exp_config(wildcards)["train"]["gpus"]
+        * exp_config(wildcards)["train"]["nodes"],
         # `sbatch --nodes` (snakemake-executor-plugin-slurm); the local executor ignores it.
-        nodes=config["train"]["nodes"],
+        nodes=lambda wildcards: exp_config(wildcards)["train"]["nodes"],
         # One SLURM task per node (`sbatch --ntasks` for a CPU job); torchrun starts the per-GPU
         # processes itself. tasks_per_gpu=0 keeps the plugin from turning `tasks` into
         # `--ntasks-per-gpu` (older versions add `--ntasks-per-gpu=1` unless it is 0).
-        tasks=config["train"]["nodes"],
+        tasks=lambda wildcards: exp_config(wildcards)["train"]["nodes"],
         tasks_per_gpu=0,
     params:
         # What can change the trained network; worker, logging and checkpoint settings travel
         # apart and never re-run training (nlflow.workflow_config).
-        train=result_params(config["train"], "train"),
-        operational=operational_params(config["train"], "train"),
-        clip=canonical(
-            {key: config["model"][key] for key in ("video_length", "sample_rate")}
+        train=section_params("train"),
+        operational=section_params("train", result=False),
+        clip=lambda wildcards: canonical(
+            {
+                key: exp_config(wildcards)["model"][key]
+                for key in ("video_length", "sample_rate")
+            }
         ),
-        checkpoint_dir=R("train/checkpoints"),
+        checkpoint_dir=exp_path("train/checkpoints"),
     script:
         "../workflow/scripts/train.py"

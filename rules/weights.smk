@@ -29,11 +29,11 @@ rule download_weights:
 
 rule clean_weights:
     input:
-        pkl=pretrained_weights(),
+        pkl=pretrained_weights,
     output:
-        R("weights/init.pt"),
+        R(f"{EXP}weights/init.pt"),
     log:
-        R("logs/clean_weights.log"),
+        R(f"logs/{EXP}clean_weights.log"),
     conda:
         "../envs/nlflow.yaml"
     threads: 1
@@ -41,8 +41,10 @@ rule clean_weights:
         mem_mb=4000,
         runtime=10,
     params:
-        model=canonical(model_params()),
-        drop_head=config["pretrained"]["drop_head"],
-        keep_bn_stats=config["pretrained"]["keep_bn_stats"],
+        model=model_params,
+        drop_head=lambda wildcards: exp_config(wildcards)["pretrained"]["drop_head"],
+        keep_bn_stats=lambda wildcards: exp_config(wildcards)["pretrained"][
+            "keep_bn_stats"
+        ],
     script:
         "../workflow/scripts/clean_weights.py"

@@ -69,9 +69,9 @@ def test_a_bad_table_is_one_error_naming_row_and_column(tmp_path, base, text, me
         read_experiments(_table(tmp_path, text), base, SCHEMA)
 
 
-def test_the_split_may_vary_between_rows(tmp_path, base):
-    table = read_experiments(_table(tmp_path, "name\tdataset.split\none\t1\ntwo\t2\n"), base, SCHEMA)
-    assert [c["dataset"]["split"] for c in table.configs.values()] == [1, 2]
+def test_rows_share_the_data_stages(tmp_path, base):
+    with pytest.raises(ConfigError, match="column 'dataset.split' would give rows their own data stages"):
+        read_experiments(_table(tmp_path, "name\tdataset.split\none\t1\ntwo\t2\n"), base, SCHEMA)
 
 
 def test_comparison_table_markdown_and_chart(tmp_path):

@@ -2,9 +2,9 @@
 overrides of the base config in dotted form (``model.arch``, ``train.base_lr``, ...).
 
 Every row becomes a whole config, typed and validated by the same schema as the config file, so a
-bad cell is one error naming its row and column. Rows share the data stages (download,
-extraction, lists, downscaling, LMDB stores): only ``dataset.split`` may differ between rows (it is
-part of those stages' paths); a column for another data key is refused with the reason.
+bad cell is one error naming its row and column. All rows share the data stages (download,
+extraction, lists, downscaling, LMDB stores), which run once: a column for a data key is refused
+with the reason (one table compares networks, training and testing on one dataset and split).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from nlflow.workflow_config import coerce_to_schema
 
 NAME_COLUMN = "name"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Keys every experiment shares: the data stages run once for all rows (dataset.split excepted).
+# Keys every experiment shares: the data stages run once for all rows.
 SHARED_KEYS = ("results_dir", "experiments", "dataset", "demo", "downscale", "shuffle_rep", "lmdb")
-PER_ROW_DATA_KEYS = ("dataset.split",)
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,11 @@ def _schema_node(schema: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | 
 def _check_column(column: str, schema: Mapping[str, Any], where: str) -> None:
     if _schema_node(schema, column) is None:
         raise ConfigError(f"{where}: column {column!r} is not a config key (use dotted keys such as model.arch)")
-    shared = next((key for key in SHARED_KEYS if column == key or column.startswith(key + ".")), None)
-    if shared and column not in PER_ROW_DATA_KEYS:
+    if any(column == key or column.startswith(key + ".") for key in SHARED_KEYS):
         raise ConfigError(
             f"{where}: column {column!r} would give rows their own data stages; every experiment shares "
-            f"download, lists, downscaled videos and LMDB stores (only dataset.split may vary): set it in the "
-            "base config instead")
+            "download, lists, downscaled videos and LMDB stores: set it in the base config instead "
+            "(a table compares networks, training and testing on one dataset and split)")
 
 
 def _cell_value(text: str) -> Any:
@@ -87,6 +85,15 @@ def _error_column(error: jsonschema.ValidationError, columns: list[str]) -> str 
         if dotted == column or dotted.startswith(column + "."):
             return column
     return None
+
+
+def find_table(path: str, workflow_dir: str | os.PathLike) -> str:
+    """``path`` as given when it exists (relative to the working directory), else next to the
+    workflow (``config/demo_ablation.tsv`` from any working directory)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    beside = os.path.join(os.fspath(workflow_dir), path)
+    return beside if os.path.exists(beside) else path
 
 
 def read_experiments(path: str | os.PathLike, base_config: Mapping[str, Any], schema: Mapping[str, Any]) -> ExperimentTable:

@@ -292,3 +292,14 @@ def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mappin
 
     paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings))
     log.info("report: %s", ", ".join(str(p) for p in paths))
+
+
+def compare(experiments: Sequence[str], eval_metrics: Sequence[str], train_metrics: Sequence[str],
+            models: Sequence[str], out: Mapping[str, str]) -> None:
+    from nlflow.evaluate.compare import experiment_row, write_comparison
+
+    rows = [experiment_row(name, metrics, training, model)
+            for name, metrics, training, model in zip(experiments, eval_metrics, train_metrics, models)]
+    frame = write_comparison(rows, out["table"], out["markdown"], out["chart"])
+    for row in frame.itertuples():
+        log.info("%s: video top-1 %.4f, top-5 %.4f, clip top-1 %.4f", row.experiment, row.top1, row.top5, row.clip_top1)

@@ -40,3 +40,24 @@ def headline_numbers(metrics_json: str | os.PathLike, config: Mapping[str, Any])
         "dataset": config.get("dataset", {}).get("name", "?"),
         "split": config.get("dataset", {}).get("split", "?"),
     }
+
+
+def comparison_headline(summary_csv: str | os.PathLike) -> list[dict[str, Any]] | None:
+    """Each experiment's video top-1 / top-5 from ``compare/summary.csv``, as display strings;
+    None until the comparison exists (or when it cannot be read)."""
+    import csv
+
+    try:
+        with open(summary_csv, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+    def pct(text: str) -> str:
+        try:
+            return _pct(float(text))
+        except ValueError:
+            return "n/a"
+
+    return [{"experiment": row.get("experiment", "?"), "top1": pct(row.get("top1", "")),
+             "top5": pct(row.get("top5", ""))} for row in rows]

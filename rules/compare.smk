@@ -1,0 +1,43 @@
+# Experiments side by side (only with an experiments table): one row per experiment, as a CSV,
+# a Markdown table and a bar chart, also in the HTML report.
+
+
+rule compare:
+    input:
+        eval_metrics=expand(
+            R("experiments/{experiment}/evaluate/metrics.json"), experiment=EXPERIMENTS
+        ),
+        train_metrics=expand(
+            R("experiments/{experiment}/train/metrics.jsonl"), experiment=EXPERIMENTS
+        ),
+        models=expand(
+            R("experiments/{experiment}/train/model_final.pt"), experiment=EXPERIMENTS
+        ),
+    output:
+        table=report(
+            R("compare/summary.csv"),
+            caption="../workflow/report/compare_table.rst",
+            category="Comparison",
+        ),
+        markdown=report(
+            R("compare/summary.md"),
+            caption="../workflow/report/compare_table.rst",
+            category="Comparison",
+        ),
+        chart=report(
+            R("compare/summary.png"),
+            caption="../workflow/report/compare_chart.rst",
+            category="Comparison",
+        ),
+    log:
+        R("logs/compare.log"),
+    conda:
+        "../envs/nlflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        experiments=list(EXPERIMENTS),
+    script:
+        "../workflow/scripts/compare.py"
