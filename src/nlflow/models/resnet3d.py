@@ -21,57 +21,11 @@ from torch import nn
 from nlflow.models.nonlocal_block import NonLocalBlock, NonLocalSpec
 from nlflow.models.norm import NormFactory
 
+
 def _conv(dim_in: int, dim_out: int, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> nn.Conv3d:
     conv = nn.Conv3d(dim_in, dim_out, tuple(kernel), stride=tuple(stride), padding=tuple(padding), bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
-
-
-def apply_conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``; on CPU, a conv with a 1x1 spatial kernel runs as a 2-D conv over (t, h*w).
-
-    Same math, no copy (a view); oneDNN's 2-D kernels are much faster on CPU than the 3-D
-    ones (or PyTorch's slow_conv3d, used for single-threaded small batches) for these shapes.
-    """
-    if x.device.type == "cpu" and conv.kernel_size[1:] == (1, 1) and conv.stride == (1, 1, 1) and conv.padding[1:] == (0, 0):
-        n, _, _, h, w = x.shape
-        y = F.conv2d(x.flatten(3), conv.weight.squeeze(-1), conv.bias, padding=(conv.padding[0], 0))
-        return y.view(n, y.shape[1], y.shape[2], h, w)
-    return conv(x)
-
-
-class _Conv3dPlanarWeightGrad(torch.autograd.Function):
-    """conv3d whose weight gradient is computed as one 2-D weight gradient per temporal tap.
-
-    Same math as ``F.conv3d``; exists because oneDNN's 3-D weight gradient for a 3-channel
-    input (conv1 on raw frames) is several times slower on CPU than the forward pass, and
-    conv1 holds about half of the FLOPs of the narrow demo network. Input gradient: none
-    (the input is data).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.config = (tuple(weight.shape), stride, padding)
-        return F.conv3d(x, weight, stride=stride, padding=padding)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        # Under autocast the forward ran in bf16/fp16 but saved the original input: compute the
-        # weight gradient in the input's precision (that of the weight), as autograd would.
-        grad_out = grad_out.to(x.dtype)
-        (c_out, c_in, taps, kh, kw), stride, padding = ctx.config
-        n, _, _, h, w = x.shape
-        t_out = grad_out.shape[2]
-        padded = F.pad(x, (0, 0, 0, 0, padding[0], padding[0]))
-        grad_planar = grad_out.transpose(1, 2).reshape(n * t_out, c_out, *grad_out.shape[3:])
-        grads = []
-        for tap in range(taps):
-            frames = padded[:, :, tap : tap + (t_out - 1) * stride[0] + 1 : stride[0]]
-            frames = frames.transpose(1, 2).reshape(n * t_out, c_in, h, w)
-            grads.append(torch.nn.grad.conv2d_weight(frames, (c_out, c_in, kh, kw), grad_planar, stride=stride[1:], padding=padding[1:]))
-        return None, torch.stack(grads, dim=2), None, None
 
 
 class Stem(nn.Module):
@@ -91,13 +45,7 @@ class Stem(nn.Module):
         self.pool = nn.MaxPool3d((s, 3, 3), stride=(s, 2, 2), padding=(0, pool_padding, pool_padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(F.relu(self.bn(self._conv1(x)), inplace=True))
-
-    def _conv1(self, x: torch.Tensor) -> torch.Tensor:
-        training_on_cpu = x.device.type == "cpu" and torch.is_grad_enabled() and self.conv.weight.requires_grad
-        if training_on_cpu and not x.requires_grad:
-            return _Conv3dPlanarWeightGrad.apply(x, self.conv.weight, self.conv.stride, self.conv.padding)
-        return self.conv(x)
+        return self.pool(F.relu(self.bn(self.conv(x)), inplace=True))
 
 
 class Shortcut(nn.Module):
@@ -109,7 +57,7 @@ class Shortcut(nn.Module):
         self.bn = norm(dim_out, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(apply_conv3d(self.conv, x))
+        return self.bn(self.conv(x))
 
 
 class Bottleneck(nn.Module):
@@ -140,9 +88,9 @@ class Bottleneck(nn.Module):
         self.shortcut = Shortcut(dim_in, dim_out, stride, norm) if needs_projection else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn_a(apply_conv3d(self.conv_a, x)), inplace=True)
+        y = F.relu(self.bn_a(self.conv_a(x)), inplace=True)
         y = F.relu(self.bn_b(self.conv_b(y)), inplace=True)
-        y = self.bn_c(apply_conv3d(self.conv_c, y))
+        y = self.bn_c(self.conv_c(y))
         identity = x if self.shortcut is None else self.shortcut(x)
         return F.relu(y + identity, inplace=True)
 
