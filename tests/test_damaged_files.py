@@ -594,7 +594,7 @@ def test_through_snakemake_the_hint_rebuilds_one_store_and_a_job_fails_with_one_
     """Real Snakemake on the demo up to the stores: the command in a damaged store's message
     rebuilds that store alone; a job reading a damaged manifest fails with the one line in its log
     and on stderr, no traceback."""
-    config = write_config(tmp_path, demo_config())
+    config = write_config(tmp_path, demo_config(demo={"clips_per_group": 1, "num_frames": 40}))
     made = snakemake(tmp_path, config, "lmdb")
     assert made.returncode == 0, made.stderr[-3000:]
 
