@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire import ucf101
+from nlflow.acquire import listfiles
 from nlflow.acquire.download import DownloadError, fetch, read_lock_file
 from nlflow.adapter import run_stage
 from nlflow.errors import NlflowError, one_line
@@ -413,8 +413,8 @@ def test_a_list_cut_in_half_names_the_file_and_line(lists, monkeypatch):
     monkeypatch.chdir(lists.parents[2])
     cut_to_half(lists / "train.txt")
     line = (lists / "train.txt").read_text().count("\n") + 1
-    with pytest.raises(ucf101.ListFileError) as error:
-        ucf101.read_list(lists / "train.txt")
+    with pytest.raises(listfiles.ListFileError) as error:
+        listfiles.read_list(lists / "train.txt")
     assert str(error.value) == (
         f"{lists / 'train.txt'} is damaged: it ends in the middle of line {line} (truncated?); if nlflow wrote it, "
         "rebuild it with `snakemake -f results/lists/split1/train.txt` (plus your usual --configfile/--profile)"
@@ -423,23 +423,23 @@ def test_a_list_cut_in_half_names_the_file_and_line(lists, monkeypatch):
 
 def test_a_flipped_bit_in_a_list_names_the_file_and_line(lists):
     flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g13"), 0x80)
-    with pytest.raises(ucf101.ListFileError, match=r"train.txt:6 is damaged \(a byte that is not UTF-8 text\); if nlflow"):
-        ucf101.read_list(lists / "train.txt")
+    with pytest.raises(listfiles.ListFileError, match=r"train.txt:6 is damaged \(a byte that is not UTF-8 text\); if nlflow"):
+        listfiles.read_list(lists / "train.txt")
 
 
 def test_a_flipped_label_digit_is_out_of_range(lists):
     flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g10_c01.avi 1") + len("g10_c01.avi "), 0x08)  # 1 -> 9
-    with pytest.raises(ucf101.ListFileError, match=r"train.txt:3: label 9 is out of range for 3 classes; if nlflow"):
-        ucf101.read_list(lists / "train.txt", num_classes=3)
+    with pytest.raises(listfiles.ListFileError, match=r"train.txt:3: label 9 is out of range for 3 classes; if nlflow"):
+        listfiles.read_list(lists / "train.txt", num_classes=3)
     flip_bit(lists / "train.txt", offset_of(lists / "train.txt", b"g10_c01.avi 9") + len("g10_c01.avi "), 0x40)  # 9 -> y
-    with pytest.raises(ucf101.ListFileError, match=r"train.txt:3: expected '<relative path> <label>'"):
-        ucf101.read_list(lists / "train.txt")
+    with pytest.raises(listfiles.ListFileError, match=r"train.txt:3: expected '<relative path> <label>'"):
+        listfiles.read_list(lists / "train.txt")
 
 
 def test_a_classes_file_cut_in_half_is_refused(lists):
     cut_to_half(lists / "classes.txt")
-    with pytest.raises(ucf101.ListFileError, match="classes.txt is damaged: it ends in the middle of line 2"):
-        ucf101.read_classes(lists / "classes.txt")
+    with pytest.raises(listfiles.ListFileError, match="classes.txt is damaged: it ends in the middle of line 2"):
+        listfiles.read_classes(lists / "classes.txt")
 
 
 # ------------------------------------------------------------------ the download lock file

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rars
 
-from nlflow.acquire import demo, ucf101
+from nlflow.acquire import demo, demo_layouts, listfiles, ucf101
 from nlflow.errors import NlflowError
 
 NUM_FRAMES = 40  # > 30 so the short video keeps its official 30 frames; small to stay fast
@@ -91,7 +91,7 @@ def test_split_files_parse_with_ucf101(demo_set, tmp_path, split):
     lists = tmp_path / "lists"
     result = ucf101.make_lists(tmp_path / "ucfTrainTestlist", split, lists, expected_num_classes=5)
     assert (result.num_train, result.num_test) == (5 * 18, 5 * 7)
-    train, test = ucf101.read_list(lists / "train.txt"), ucf101.read_list(lists / "test.txt")
+    train, test = listfiles.read_list(lists / "train.txt"), listfiles.read_list(lists / "test.txt")
     assert {label for _, label in train} == {label for _, label in test} == set(range(5))
 
     def group(rel: str) -> int:
@@ -169,8 +169,8 @@ def test_archive_content_is_determined_by_seed(demo_set, rar_members, tmp_path):
 
 
 def test_split_files_are_deterministic():
-    assert demo.split_files(demo.DEMO_CLASSES, 2) == demo.split_files(demo.DEMO_CLASSES, 2)
-    files = demo.split_files(demo.DEMO_CLASSES, 2)
+    assert demo_layouts.split_files(demo.DEMO_CLASSES, 2) == demo_layouts.split_files(demo.DEMO_CLASSES, 2)
+    files = demo_layouts.split_files(demo.DEMO_CLASSES, 2)
     assert len(files["trainlist01.txt"].splitlines()) == 5 * 18 * 2
     assert len(files["testlist03.txt"].splitlines()) == 5 * 7 * 2
 

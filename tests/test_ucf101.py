@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.acquire import ucf101
+from nlflow.acquire import listfiles, split_files, ucf101
 from nlflow.errors import NlflowError
 
 CLASS_IND = "1 ApplyEyeMakeup\n2 HandstandPushups\n3 Typing\n"
@@ -38,15 +38,15 @@ def test_make_lists_official_format(tmp_path):
     out = tmp_path / "lists"
     summary = ucf101.make_lists(split_dir, 1, out)
     assert (summary.num_classes, summary.num_train, summary.num_val, summary.num_test) == (3, 4, 3, 3)
-    assert ucf101.read_classes(out / "classes.txt") == ["ApplyEyeMakeup", "HandstandPushups", "Typing"]
-    train = ucf101.read_list(out / "train.txt")
+    assert listfiles.read_classes(out / "classes.txt") == ["ApplyEyeMakeup", "HandstandPushups", "Typing"]
+    train = listfiles.read_list(out / "train.txt")
     assert train == [
         ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", 0),
         ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02.avi", 0),
         ("HandstandPushups/v_HandStandPushups_g08_c01.avi", 1),
         ("Typing/v_Typing_g09_c01.avi", 2),
     ]
-    test = ucf101.read_list(out / "test.txt")
+    test = listfiles.read_list(out / "test.txt")
     assert test == [
         ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", 0),
         ("HandstandPushups/v_HandStandPushups_g01_c01.avi", 1),
@@ -71,21 +71,21 @@ def test_bom_crlf_blank_lines_and_stray_whitespace(tmp_path):
 
     split_dir = write_split(tmp_path / "s", messy(CLASS_IND), messy(TRAIN_01), messy(TEST_01))
     ucf101.make_lists(split_dir, 1, tmp_path / "lists")
-    assert ucf101.read_classes(tmp_path / "lists" / "classes.txt")[0] == "ApplyEyeMakeup"
-    assert ucf101.read_list(tmp_path / "lists" / "train.txt")[0] == ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", 0)
+    assert listfiles.read_classes(tmp_path / "lists" / "classes.txt")[0] == "ApplyEyeMakeup"
+    assert listfiles.read_list(tmp_path / "lists" / "train.txt")[0] == ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", 0)
 
 
 def test_windows_path_separators_are_normalised(tmp_path):
     split_dir = write_split(tmp_path / "s", train=TRAIN_01.replace("/", "\\"))
     ucf101.make_lists(split_dir, 1, tmp_path / "lists")
-    assert ucf101.read_list(tmp_path / "lists" / "train.txt")[0][0] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"
+    assert listfiles.read_list(tmp_path / "lists" / "train.txt")[0][0] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"
 
 
 def test_folder_lookup_is_case_insensitive(tmp_path):
     train = TRAIN_01.replace("HandstandPushups/", "HandStandPushups/")
     split_dir = write_split(tmp_path / "s", train=train)
     ucf101.make_lists(split_dir, 1, tmp_path / "lists")
-    assert ("HandStandPushups/v_HandStandPushups_g08_c01.avi", 1) in ucf101.read_list(tmp_path / "lists" / "train.txt")
+    assert ("HandStandPushups/v_HandStandPushups_g08_c01.avi", 1) in listfiles.read_list(tmp_path / "lists" / "train.txt")
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_expected_class_count(tmp_path):
 
 def test_missing_files_and_bad_split_number(tmp_path):
     split_dir = write_split(tmp_path / "s")
-    with pytest.raises(ucf101.MissingSplitFileError, match="trainlist02.txt"):
+    with pytest.raises(split_files.MissingSplitFileError, match="trainlist02.txt"):
         ucf101.make_lists(split_dir, 2, tmp_path / "o")
     with pytest.raises(ucf101.SplitFileError, match="1..3"):
         ucf101.make_lists(split_dir, 4, tmp_path / "o")
@@ -164,23 +164,23 @@ def test_video_root_check(tmp_path):
 
     for rel in paths[:3]:
         (root / rel).unlink()
-    with pytest.raises(ucf101.MissingVideosError) as info:
+    with pytest.raises(split_files.MissingVideosError) as info:
         ucf101.make_lists(split_dir, 1, tmp_path / "o2", video_root=root)
     assert "3 of 7 listed videos are missing" in str(info.value)
     assert paths[0] in str(info.value)
     assert not (tmp_path / "o2").exists()
 
-    with pytest.raises(ucf101.MissingVideosError, match="does not exist"):
+    with pytest.raises(split_files.MissingVideosError, match="does not exist"):
         ucf101.make_lists(split_dir, 1, tmp_path / "o3", video_root=tmp_path / "nowhere")
 
 
 def test_read_list_rejects_bad_lines(tmp_path):
     path = tmp_path / "train.txt"
     path.write_text("A/v_A_g01_c01.avi 0\nA/v_A_g01_c02.avi\n")
-    with pytest.raises(ucf101.ListFileError, match=r"train.txt:2"):
-        ucf101.read_list(path)
-    with pytest.raises(ucf101.ListFileError, match="not found"):
-        ucf101.read_list(tmp_path / "nope.txt")
+    with pytest.raises(listfiles.ListFileError, match=r"train.txt:2"):
+        listfiles.read_list(path)
+    with pytest.raises(listfiles.ListFileError, match="not found"):
+        listfiles.read_list(tmp_path / "nope.txt")
 
 
 # ------------------------------------------------------------------ full-size fake
@@ -230,12 +230,12 @@ def test_full_size_fake_split(tmp_path):
     summary = ucf101.make_lists(tmp_path / "ucfTrainTestlist", 1, out, expected_num_classes=101)
     assert (summary.num_classes, summary.num_train, summary.num_test) == (101, 9537, 3783)
     assert summary.to_dict()["num_val"] == 3783
-    train = ucf101.read_list(out / "train.txt")
-    test = ucf101.read_list(out / "test.txt")
+    train = listfiles.read_list(out / "train.txt")
+    test = listfiles.read_list(out / "test.txt")
     assert (len(train), len(test)) == (num_train, num_test)
     labels = {label for _, label in train + test}
     assert labels == set(range(101))
-    classes = ucf101.read_classes(out / "classes.txt")
+    classes = listfiles.read_classes(out / "classes.txt")
     assert len(classes) == 101
     # every label matches the folder in its path, including the HandstandPushups quirk
     assert all(classes[label] == rel.split("/")[0] for rel, label in train + test)
@@ -249,10 +249,10 @@ def test_full_size_fake_split(tmp_path):
 def test_our_list_files_round_trip_and_bad_lines_name_file_and_line(tmp_path):
     entries = [("A/v_A_g01_c01.avi", 0), ("B b/v_B_g02_c03.avi", 12)]
     path = tmp_path / "list.txt"
-    path.write_text(ucf101.format_list(entries))
-    assert ucf101.read_list(path) == entries
+    path.write_text(listfiles.format_list(entries))
+    assert listfiles.read_list(path) == entries
     path.write_text("A/v_A_g01_c01.avi 0\nB/v_B_g01_c01.avi one\n")
-    with pytest.raises(ucf101.ListFileError, match=r"list.txt:2"):
-        ucf101.read_list(path)
-    with pytest.raises(ucf101.ListFileError, match="not found"):
-        ucf101.read_list(tmp_path / "missing.txt")
+    with pytest.raises(listfiles.ListFileError, match=r"list.txt:2"):
+        listfiles.read_list(path)
+    with pytest.raises(listfiles.ListFileError, match="not found"):
+        listfiles.read_list(tmp_path / "missing.txt")

@@ -211,7 +211,7 @@ def train(
     :mod:`nlflow.train.launch`). One process runs the loop here; more run under torchrun (and srun
     across nodes), all on the same run folder, settings and inputs, given on their command line.
     """
-    from nlflow.acquire.ucf101 import read_classes
+    from nlflow.acquire.listfiles import read_classes
     from nlflow.fileio import write_text_atomic
     from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
     from nlflow.train.loop import FINAL_NAME, train as run_training

@@ -30,13 +30,11 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from nlflow.acquire.demo_layouts import (  # noqa: F401 (split_files, video_relpath: part of this module's API)
+from nlflow.acquire.demo_layouts import (
     FORMATS,
     NUM_GROUPS,
     PACKAGE,
     RELPATH,
-    split_files,
-    video_relpath,
 )
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, write_json_atomic

@@ -19,23 +19,12 @@ import re
 from pathlib import Path
 
 from nlflow.acquire.holdout import attach_validation
-from nlflow.acquire.listfiles import (  # noqa: F401 (format_list, read_list, read_classes: re-exported)
-    DatasetLists,
-    ListedVideo,
-    ListFileError,
-    format_list,
-    list_paths,
-    read_classes,
-    read_list,
-    write_lists,
-)
-from nlflow.acquire.split_files import (  # noqa: F401 (the error classes are part of this module's API)
+from nlflow.acquire.listfiles import DatasetLists, ListedVideo, list_paths, write_lists
+from nlflow.acquire.split_files import (
     ClassCountError,
     DuplicateEntryError,
     LabelError,
     MalformedLineError,
-    MissingSplitFileError,
-    MissingVideosError,
     SplitFileError,
     SplitOverlapError,
     UnknownClassError,

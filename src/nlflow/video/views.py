@@ -45,11 +45,6 @@ class ViewSpec:
     def num_views(self) -> int:
         return self.num_clips * self.num_crops
 
-    @property
-    def clip_span(self) -> int:
-        """Frames one clip covers in the source (the original's ``video_length * sample_rate``)."""
-        return self.video_length * self.sample_rate
-
     def to_dict(self) -> dict:
         return asdict(self)
 
