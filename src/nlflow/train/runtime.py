@@ -76,6 +76,9 @@ def make_runtime(settings: TrainSettings) -> Runtime:
     if dtype == torch.float16 and device.type != "cuda" and info.is_main:
         log.warning("amp fp16 on %s: fp16 autocast with a CPU gradient scaler, the twin of the CUDA fp16 path "
                     "(bf16 needs no scaler)", device.type)
+    if settings.channels_last and device.type == "cpu" and info.is_main:
+        log.warning("train.channels_last on the CPU: channels_last_3d convolutions ran 20x slower than the "
+                    "default layout on a CPU (docs/benchmarks.md); it is meant for GPUs")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     return Runtime(info, device, dtype, scaler, settings.channels_last)
 
