@@ -253,3 +253,48 @@ def test_reader_pickles_without_a_handle(tmp_path):
     assert len(data) < 2000  # path + meta only
     clone = pickle.loads(data)
     assert clone[1].data == content[entries[1][0]] and len(clone) == 2
+
+
+def _videos_of_sizes(root, sizes: list[int]) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    entries, frames = [], {}
+    for i, size in enumerate(sizes):
+        rel = f"{CLASSES[i % 3]}/v{i:05d}.avi"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(os.urandom(size))
+        entries.append((rel, i % 3))
+        frames[rel] = 100
+    return entries, frames
+
+
+def test_the_initial_map_holds_thousands_of_records_without_growing(tmp_path, monkeypatch):
+    # One byte past a page is the worst case for LMDB's overflow pages; the map sized from the file
+    # sizes must still hold every record, so a store of 13k videos never needs a manual setting.
+    sizes = [4097] * 1500 + [3 * 4096 + 1] * 500 + [100] * 1000
+    entries, frames = _videos_of_sizes(tmp_path / "videos", sizes)
+    map_sizes = []
+
+    def put_and_record_map_size(env, items):
+        _put_batch(env, items)
+        map_sizes.append(env.info()["map_size"])
+
+    monkeypatch.setattr(lmdb_store, "_put_batch", put_and_record_map_size)
+    write_store(tmp_path / "train.lmdb", entries, tmp_path / "videos", "train", CLASSES, {}, frames)
+    assert set(map_sizes) == {lmdb_store._initial_map_size(sizes)}  # never doubled
+    assert len(LmdbReader(tmp_path / "train.lmdb")) == 3000
+
+
+def test_write_transactions_are_bounded_in_bytes(tmp_path, monkeypatch):
+    # LMDB holds a transaction's pages in memory until it commits: big videos must not pile up.
+    sizes = [30_000] * 20
+    entries, frames = _videos_of_sizes(tmp_path / "videos", sizes)
+    monkeypatch.setattr(lmdb_store, "_BATCH_BYTES", 100_000)
+    batches = []
+
+    def record_batch(env, items):
+        batches.append(sum(len(value) for _, value in items))
+        _put_batch(env, items)
+
+    monkeypatch.setattr(lmdb_store, "_put_batch", record_batch)
+    write_store(tmp_path / "train.lmdb", entries, tmp_path / "videos", "train", CLASSES, {}, frames)
+    assert len(batches) >= 6 and max(batches) < 100_000 + 2 * 30_000
+    assert len(LmdbReader(tmp_path / "train.lmdb")) == 20

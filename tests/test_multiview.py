@@ -207,3 +207,35 @@ def test_scorer_batches_across_videos_without_changing_scores():
         assert probs.shape == (len(videos[key]), 3)
         np.testing.assert_allclose(probs, ref_probs, atol=1e-5)
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
+
+
+def _synthetic_cache(path: Path, videos: int, classes: int = 101, views: int = 30) -> None:
+    from nlflow.evaluate.multiview import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, _videos_fingerprint
+
+    rng = np.random.default_rng(0)
+    names, labels = [f"c/v{i:05d}.avi" for i in range(videos)], [i % classes for i in range(videos)]
+    spec = ViewSpec(video_length=8, sample_rate=8, num_clips=views // 3, num_crops=3, scale=16, crop_size=16)
+    cache = ScoreCache(path)
+    cache.open({"format": CACHE_FORMAT, "version": CACHE_VERSION, "checkpoint_sha256": "0" * 64,
+                "spec": spec.to_dict(), "classes": [f"k{c}" for c in range(classes)], "precision": "fp32",
+                "test_set": {"count": videos, "videos_sha256": _videos_fingerprint(names, labels), "excluded": []}})
+    for index, (name, label) in enumerate(zip(names, labels)):
+        logits = rng.normal(size=(views, classes)).astype(np.float32)
+        probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+        cache.put(CachedVideo(index, name, label, probs, logits, ""))
+
+
+def test_metrics_keep_a_few_floats_per_video_not_every_views_scores(tmp_path):
+    # 30 views x 101 classes x (softmax + logits) is 24 KB a video in float32; the metrics step once
+    # held that and float64 copies of it for every test video at once (143 KB a video, measured
+    # by benchmarks/bench_eval_memory.py): half a GB for UCF-101's test list, GBs for Kinetics'.
+    import tracemalloc
+
+    peaks = {}
+    for videos in (40, 400):
+        _synthetic_cache(tmp_path / f"cache{videos}", videos)
+        tracemalloc.start()
+        reaggregate(tmp_path / f"cache{videos}", "mean_softmax")
+        peaks[videos] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert (peaks[400] - peaks[40]) / 360 < 8 * 1024

@@ -117,6 +117,27 @@ def test_dry_run_of_the_real_config_plans_the_download_from_the_zoo(tmp_path):
     assert not (tmp_path / "results").exists()  # a dry run downloads nothing
 
 
+def test_dry_run_of_the_real_config_plans_every_job_from_an_empty_folder(tmp_path):
+    # One command from nothing on disk to the report: every job of the real DAG is planned, the
+    # archives and the weights come from their official URLs, nothing needs a manual step first.
+    result = snakemake(tmp_path, REPO / "config" / "config.yaml", "--dry-run", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result) == {
+        "download_dataset": 2, "extract_dataset": 2, "make_lists": 1, "downscale": 1, "shuffle_rep": 1,
+        "write_lmdb": 3, "download_weights": 1, "clean_weights": 1, "train": 1, "evaluate": 1, "report": 1,
+        "all": 1,
+    }
+    log = result.stdout + result.stderr
+    assert "Missing input" not in log
+    assert "https://dl.fbaipublicfiles.com/video-nonlocal/i3d_nonlocal_8x8_IN_pretrain_400k.pkl" in log
+    for name in ("UCF101.rar", "UCF101TrainTestSplits-RecognitionTask.zip"):
+        assert f"output: results/download/{name}" in log
+    dataset = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["dataset"]
+    assert all(url.startswith("https://www.crcv.ucf.edu/") for part in ("videos", "splits")
+               for url in dataset[part]["urls"])
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_contradicting_model_key_stops_the_workflow_at_start_up(tmp_path):
     result = snakemake(tmp_path, _real_config(tmp_path, video_length=32), "--dry-run", "weights", timeout=300)
     assert result.returncode != 0

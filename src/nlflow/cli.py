@@ -1,4 +1,4 @@
-"""`nlflow` command line: the demo generator, weight conversion and inspection, and prediction."""
+"""`nlflow` command line: the demo generators, weight conversion and inspection, and prediction."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ def _demo(args: argparse.Namespace) -> int:
         args.out_dir, seed=args.seed, num_frames=args.num_frames, clips_per_group=args.clips_per_group,
         draw_frame_index=args.draw_frame_index, layout=args.format,
     )
+    print(summary)
+    return 0
+
+
+def _scale_demo(args: argparse.Namespace) -> int:
+    from nlflow.acquire.scale_demo import generate_scale_demo
+
+    summary = generate_scale_demo(args.out_dir, args.fraction, seed=args.seed, n_jobs=args.jobs, solid=args.solid)
     print(summary)
     return 0
 
@@ -77,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clips-per-group", type=int, default=2, help="videos per class and group (default 2)")
     demo.add_argument("--draw-frame-index", action="store_true", help="draw each frame's index into it")
     demo.set_defaults(func=_demo)
+
+    scale = commands.add_parser("scale-demo", help="generate a UCF-101-shaped dataset at a fraction of the real size")
+    scale.add_argument("out_dir", help="folder for UCF101.rar, the split zip and scale_manifest.json")
+    scale.add_argument("--fraction", type=float, required=True, help="share of UCF-101's 13,320 videos, e.g. 0.1")
+    scale.add_argument("--seed", type=int, default=0, help="random seed of the set (default 0)")
+    scale.add_argument("--jobs", type=int, default=None, help="rendering processes (default: all cores)")
+    scale.add_argument("--solid", action="store_true", help="a solid, compressed RAR instead of a stored one")
+    scale.set_defaults(func=_scale_demo)
 
     weights = commands.add_parser("weights", help="Caffe2 weight files").add_subparsers(dest="action", required=True)
     convert = weights.add_parser("convert", help="Caffe2 .pkl -> nlflow PyTorch checkpoint")

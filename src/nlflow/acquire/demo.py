@@ -267,10 +267,12 @@ def write_video(
     fps: int = 25,
     keyframe_interval: int | None = None,
     qscale: int = VIDEO_QSCALE,
+    b_frames: int = 0,
 ) -> int:
     """Encode RGB uint8 frames as MPEG-4 Part 2 (fourcc XVID, yuv420p) in AVI; atomic. Returns the frame count.
 
     Timestamps are 0..N-1 in a 1/fps time base. ``keyframe_interval`` None keeps the encoder default.
+    ``b_frames``: most consecutive B-frames (XviD's default is 2; the demo uses none).
     """
     count = 0
     with atomic_path(path) as tmp:
@@ -289,6 +291,7 @@ def write_video(
                     context.thread_count = 1  # deterministic output, and parallelism is per video
                     if keyframe_interval:
                         context.gop_size = keyframe_interval
+                    context.max_b_frames = b_frames
                     # a fixed quantiser: constant quality whatever the content
                     context.qmin = context.qmax = qscale
                 video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import rars
 from tqdm import tqdm
 
+from nlflow.acquire.rar_headers import RarMember, Unlisted, list_rar
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path
 
@@ -265,15 +266,15 @@ def rar_volume_set(first: str | os.PathLike) -> list[Path]:
     """
     first = Path(first)
     is_volume, has_next = _rar_volume_flags(first)
-    infos = _rar_infolist(first)
-    if infos and infos[0].is_split_before:
+    infos = _rar_members(first)
+    if infos and infos[0].split_before:
         raise MissingVolumeError(f"{first.name} is not the first volume of its set; give the first one (part1)")
-    if not is_volume and not (infos and infos[-1].is_split_after):
+    if not is_volume and not (infos and infos[-1].split_after):
         return [first]
     volumes = [first]
     current_infos = infos
     for _ in range(100_000):  # a bound; real sets have at most a few thousand volumes
-        needs_more = has_next if has_next is not None else bool(current_infos and current_infos[-1].is_split_after)
+        needs_more = has_next if has_next is not None else bool(current_infos and current_infos[-1].split_after)
         if not needs_more:
             return volumes
         successor = _next_volume_name(volumes[-1], first)
@@ -285,7 +286,7 @@ def rar_volume_set(first: str | os.PathLike) -> list[Path]:
             )
         volumes.append(successor)
         _, has_next = _rar_volume_flags(successor)
-        current_infos = _rar_infolist(successor)
+        current_infos = _rar_members(successor)
     raise MissingVolumeError(f"{first.name}: too many volumes")
 
 
@@ -308,9 +309,34 @@ def _next_volume_name(current: Path, first: Path) -> Path | None:
     return None
 
 
-def _rar_infolist(path: Path) -> list:
+def _rar_members(path: Path) -> list[RarMember]:
+    """The members of one RAR file, from its headers alone (memory does not grow with the archive);
+    archives whose headers are not read there are listed by rars, which reads the whole file."""
+    try:
+        return list_rar(path).members
+    except Unlisted as reason:
+        log.debug("%s: listing with rars (%s)", path.name, reason)
     with rars.RarFile(str(path)) as archive:
-        return archive.infolist()
+        return [_member_from_rars(archive, info) for info in archive.infolist()]
+
+
+def _member_from_rars(archive: rars.RarFile, info) -> RarMember:
+    attributes = info.file_attr or 0
+    unix_link = stat.S_ISLNK(attributes) and info.host_os in (1, 3)  # RAR5 Unix = 1, RAR4 Unix = 3
+    try:
+        target = None if info.is_dir() else archive.readlink(info)
+    except rars.UnsupportedRarFeature:
+        target = None
+    link = target is not None or unix_link
+    crc = info.crc
+    # RAR5 may store a BLAKE2 hash instead of a CRC: rars then reports 0, which is no CRC at all.
+    if crc == 0 and info.file_size:
+        crc = None
+    return RarMember(
+        info.filename, info.is_dir(), info.file_size, crc, info.host_os, attributes, "symlink" if link else None,
+        target.decode("utf-8", "surrogateescape") if target is not None else ("" if link else None),
+        split_before=info.is_split_before, split_after=info.is_split_after,
+    )
 
 
 def _list_rar(volumes: Sequence[Path]) -> list[ArchiveEntry]:
@@ -318,53 +344,36 @@ def _list_rar(volumes: Sequence[Path]) -> list[ArchiveEntry]:
     merged: dict[str, ArchiveEntry] = {}
     order: list[str] = []
     for volume in volumes:
-        with rars.RarFile(str(volume)) as archive:
-            for info in archive.infolist():
-                entry = _rar_entry(archive, info)
-                if info.is_split_before and entry.name in merged:
-                    merged[entry.name] = entry  # the continuation carries the whole file's CRC at the end
-                    continue
-                if info.is_split_before:
-                    raise MissingVolumeError(f"{volume.name}: member {entry.name!r} continues from a volume not given")
-                if entry.name in merged and entry.kind == "file":
-                    raise ExtractError(f"member {entry.name!r} appears twice; refusing to guess which one is right")
-                if entry.name not in merged:
-                    order.append(entry.name)
-                merged[entry.name] = entry
+        for member in _rar_members(volume):
+            entry = _rar_entry(member)
+            if member.split_before and entry.name in merged:
+                merged[entry.name] = entry  # the continuation carries the whole file's CRC at the end
+                continue
+            if member.split_before:
+                raise MissingVolumeError(f"{volume.name}: member {entry.name!r} continues from a volume not given")
+            if entry.name in merged and entry.kind == "file":
+                raise ExtractError(f"member {entry.name!r} appears twice; refusing to guess which one is right")
+            if entry.name not in merged:
+                order.append(entry.name)
+            merged[entry.name] = entry
     return [merged[name] for name in order]
 
 
-def _rar_entry(archive: rars.RarFile, info) -> ArchiveEntry:
-    name = safe_member_path(info.filename)
-    if info.is_dir():
+def _rar_entry(member: RarMember) -> ArchiveEntry:
+    name = safe_member_path(member.name)
+    if member.is_dir:
         return ArchiveEntry(name, "dir")
-    attr = info.file_attr or 0
-    unix_link = stat.S_ISLNK(attr) and info.host_os in (1, 3)  # RAR5 Unix = 1, RAR4 Unix = 3
-    try:
-        target = archive.readlink(info)
-    except rars.UnsupportedRarFeature:
-        target = None
-    if target is not None or unix_link:
-        text = target.decode("utf-8", "surrogateescape") if target is not None else ""
-        return ArchiveEntry(name, "symlink", link_target=text)
-    crc = info.crc
-    # RAR5 may store a BLAKE2 hash instead of a CRC: rars then reports 0, which is no CRC at all.
-    if crc == 0 and info.file_size:
-        crc = None
-    return ArchiveEntry(name, "file", size=info.file_size, crc=crc)
+    if member.link_kind is not None:
+        return ArchiveEntry(name, member.link_kind, link_target=member.link_target or "")
+    return ArchiveEntry(name, "file", size=member.size, crc=member.crc)
 
 
 def _extract_rar(volumes: Sequence[Path], plan: Sequence[ArchiveEntry], staging: Path, label: str) -> None:
-    wanted = {entry.name for entry in plan}
     files = [entry for entry in plan if entry.kind == "file"]
-    if len(volumes) == 1:
-        with rars.RarFile(str(volumes[0])) as archive:
-            members = [info for info in archive.infolist() if safe_member_path(info.filename) in wanted]
-            # One call: a solid archive decodes each member once only in a single session.
-            _run_watched(lambda: archive.extractall(str(staging), members=members), staging, files, label)
-    else:
-        # rars reads a volume set only as a whole; links it writes as plain files are removed after.
-        _run_watched(lambda: rars.extract_volumes([str(v) for v in volumes], str(staging)), staging, files, label)
+    # rars.extract_volumes streams from disk (RarFile.extractall first reads the whole archive into
+    # memory) and decodes a solid archive in one pass; the links it writes are removed afterwards
+    # (_remove_unwanted), and plan_extraction already refused any member whose path goes through one.
+    _run_watched(lambda: rars.extract_volumes([str(v) for v in volumes], str(staging)), staging, files, label)
 
 
 def _remove_unwanted(staging: Path, listing: Sequence[ArchiveEntry], plan: Sequence[ArchiveEntry]) -> None:

@@ -148,15 +148,21 @@ def mean_class_accuracy(matrix: np.ndarray) -> float:
     return float(acc[present].mean()) if present.any() else float("nan")
 
 
-def clip_top1(view_probs: np.ndarray, labels: np.ndarray, views: Sequence[int] | None = None) -> float:
-    """Clip-level (single view) top-1: every (video, view) pair counts as one prediction."""
+def clip_hits(view_probs: np.ndarray, labels: np.ndarray, views: Sequence[int] | None = None) -> int:
+    """How many (video, view) pairs have the label as their best class."""
     probs = np.asarray(view_probs)
     if views is not None:
         probs = probs[:, list(views)]
     if probs.size == 0:
-        return float("nan")
-    predicted = probs.argmax(axis=-1)
-    return float((predicted == np.asarray(labels)[:, None]).mean())
+        return 0
+    return int((probs.argmax(axis=-1) == np.asarray(labels)[:, None]).sum())
+
+
+def clip_top1(view_probs: np.ndarray, labels: np.ndarray, views: Sequence[int] | None = None) -> float:
+    """Clip-level (single view) top-1: every (video, view) pair counts as one prediction."""
+    probs = np.asarray(view_probs)
+    count = len(probs) * (len(views) if views is not None else (probs.shape[1] if probs.ndim > 1 else 0))
+    return clip_hits(probs, labels, views) / count if count else float("nan")
 
 
 def compute_metrics(
@@ -168,39 +174,64 @@ def compute_metrics(
     views: Sequence[int] | None = None,
     num_listed: int | None = None,
 ) -> dict:
-    """All evaluation numbers as a JSON-ready dict (accuracies in 0..1).
-
-    ``top1``/``top5`` are video-level (views aggregated by ``aggregate``) over ``num_listed``
-    videos, the whole test list as the original counts it (``TEST.DATASET_SIZE``): a listed video
-    without scores (it failed to decode) counts as wrong. ``top1_decoded``/``top5_decoded`` and
-    everything else (``mean_class_accuracy``, ``clip_top1``, per-class numbers, the confusion
-    matrix) are over the scored videos only. ``num_listed`` None: every video was scored.
-    """
+    """All evaluation numbers as a JSON-ready dict (accuracies in 0..1), from per-view scores
+    ``[videos, views, C]``; see :func:`metrics_from_video_scores`."""
     labels_arr = np.asarray(labels, dtype=np.int64)
-    num_classes = len(classes)
     probs = np.asarray(view_probs)
     if probs.ndim != 3 or probs.shape[0] != len(labels_arr):
         raise MetricsError(f"{len(labels_arr)} labels for per-view scores shaped {probs.shape}")
-    if probs.shape[2] != num_classes:
-        raise MetricsError(f"scores have {probs.shape[2]} classes but {num_classes} class names were given")
+    if probs.shape[2] != len(classes):
+        raise MetricsError(f"scores have {probs.shape[2]} classes but {len(classes)} class names were given")
+    selected = list(views) if views is not None else list(range(probs.shape[1]))
+    scores = aggregate_scores(probs, view_logits, aggregate, selected)
+    return metrics_from_video_scores(scores, labels_arr, classes, aggregate, selected,
+                                     clip_hits(probs, labels_arr, selected), num_listed)
+
+
+def metrics_from_video_scores(
+    scores: np.ndarray,
+    labels: Sequence[int],
+    classes: Sequence[str],
+    aggregate: str,
+    views: Sequence[int],
+    clip_hit_count: int,
+    num_listed: int | None = None,
+) -> dict:
+    """All evaluation numbers from video scores ``[videos, C]`` (views already aggregated by
+    ``aggregate`` over ``views``) and the number of (video, view) pairs whose view alone was right:
+    evaluation keeps only these per video, never every view's scores (memory stays C floats a video).
+
+    ``top1``/``top5`` are video-level over ``num_listed`` videos, the whole test list as the
+    original counts it (``TEST.DATASET_SIZE``): a listed video without scores (it failed to decode)
+    counts as wrong. ``top1_decoded``/``top5_decoded`` and everything else (``mean_class_accuracy``,
+    ``clip_top1``, per-class numbers, the confusion matrix) are over the scored videos only.
+    ``num_listed`` None: every video was scored.
+    """
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    num_classes = len(classes)
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[0] != len(labels_arr):
+        raise MetricsError(f"{len(labels_arr)} labels for video scores shaped {scores.shape}")
+    if scores.shape[1] != num_classes:
+        raise MetricsError(f"scores have {scores.shape[1]} classes but {num_classes} class names were given")
     if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= num_classes):
         raise MetricsError(f"labels must be in 0..{num_classes - 1}")
     listed = len(labels_arr) if num_listed is None else int(num_listed)
     if listed < len(labels_arr):
         raise MetricsError(f"{len(labels_arr)} scored videos but only {listed} listed")
-    selected = list(views) if views is not None else list(range(probs.shape[1]))
-    scores = aggregate_scores(probs, view_logits, aggregate, selected)
+    selected = list(views)
     predicted = scores.argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
     matrix = confusion_matrix(labels_arr, predicted, num_classes)
     class_acc = per_class_accuracy(matrix)
     hits1, hits5 = topk_hits(scores, labels_arr, 1), topk_hits(scores, labels_arr, 5)
+    clip_count = len(labels_arr) * len(selected)
     return {
         "top1": hits1 / listed if listed else float("nan"),
         "top5": hits5 / listed if listed else float("nan"),
         "top1_decoded": topk_accuracy(scores, labels_arr, 1),
         "top5_decoded": topk_accuracy(scores, labels_arr, 5),
         "mean_class_accuracy": mean_class_accuracy(matrix),
-        "clip_top1": clip_top1(probs, labels_arr, selected),
+        "clip_top1": clip_hit_count / clip_count if clip_count else float("nan"),
         "num_listed": listed,
         "num_videos": int(len(labels_arr)),
         "num_views": len(selected),

@@ -19,6 +19,7 @@ or does not match its index (video, label, shape) is logged once and computed ag
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +37,15 @@ from tqdm import tqdm
 
 from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import NlflowError
-from nlflow.evaluate.metrics import AGGREGATES, MetricsError, aggregate_scores, compute_metrics, top_k, view_subset_indices
+from nlflow.evaluate.metrics import (
+    AGGREGATES,
+    MetricsError,
+    aggregate_scores,
+    clip_hits,
+    metrics_from_video_scores,
+    top_k,
+    view_subset_indices,
+)
 from nlflow.fileio import atomic_path, write_json_atomic
 from nlflow.store.lmdb_store import LmdbStoreError
 from nlflow.video.views import ViewSpec, to_network_input
@@ -304,17 +313,38 @@ class ScoreCache:
             raise EvaluationError(f"{self._file(index)} does not match this test set: {'; '.join(problems)}")
         return item
 
-    def load_valid(self, videos: Sequence[str], labels: Sequence[int], shape: tuple[int, int]) -> dict[int, CachedVideo]:
-        """The usable cached entries by index; each damaged or inconsistent one is logged once and
-        deleted, so that it is computed again."""
-        usable: dict[int, CachedVideo] = {}
+    def valid_entries(self, videos: Sequence[str], labels: Sequence[int], shape: tuple[int, int]) -> Iterator[CachedVideo]:
+        """The usable cached entries, one at a time (all of them together could fill the memory); each
+        damaged or inconsistent one is logged once and deleted, so that it is computed again."""
         for index in sorted(self.done() & set(range(len(videos)))):
             try:
-                usable[index] = self.checked(index, shape, (videos[index], labels[index]))
+                item = self.checked(index, shape, (videos[index], labels[index]))
             except EvaluationError as exc:
                 log.warning("evaluation cache: %s; recomputing %s", exc, videos[index])
                 self._file(index).unlink(missing_ok=True)
-        return usable
+                continue
+            yield item
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What the metrics keep of one test video: its views' scores aggregated (C floats) and how many
+    of its views alone were right. Evaluation holds one per test video, never every view's scores
+    (30 x C x 2 floats a video, several GB for a Kinetics-size test set)."""
+
+    index: int
+    video: str
+    label: int
+    scores: np.ndarray | None  # [C] float64; None when the video failed to decode
+    clip_hits: int
+    error: str
+
+
+def reduce_video(item: CachedVideo, aggregate: str, views: Sequence[int]) -> VideoResult:
+    if item.error:
+        return VideoResult(item.index, item.video, item.label, None, 0, item.error)
+    scores = aggregate_scores(item.probs[None], item.logits[None], aggregate, views)[0]
+    return VideoResult(item.index, item.video, item.label, scores, clip_hits(item.probs[None], [item.label], views), "")
 
 
 # ------------------------------------------------------------------ evaluation
@@ -401,29 +431,27 @@ def write_predictions_csv(path: str | os.PathLike, rows: Sequence[Sequence]) -> 
         writer.writerows(rows)
 
 
-def _metrics_from_cached(
-    items: Sequence[CachedVideo], identity: dict, aggregate: str, views_subset
-) -> tuple[dict, list[list]]:
+def _metrics_from_results(results: Sequence[VideoResult], identity: dict, aggregate: str,
+                          views: Sequence[int], views_subset) -> tuple[dict, list[list]]:
     spec = ViewSpec.from_dict(identity["spec"])
     classes = identity["classes"]
     excluded = identity["test_set"].get("excluded", [])
-    views = view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
-    good = [item for item in items if not item.error]
+    good = [result for result in results if not result.error]
     if not good:
-        raise EvaluationError(f"none of the {len(items)} test videos could be evaluated (all failed to decode)")
-    probs = np.stack([i.probs for i in good])
-    logits = np.stack([i.logits for i in good])
-    labels = [i.label for i in good]
+        raise EvaluationError(f"none of the {len(results)} test videos could be evaluated (all failed to decode)")
+    scores = np.stack([result.scores for result in good])
+    labels = [result.label for result in good]
     # The original divides by every listed test video (TEST.DATASET_SIZE): a video that was left
     # out of the store or failed to decode counts as wrong.
-    metrics = compute_metrics(probs, logits, labels, classes, aggregate, views, num_listed=len(items) + len(excluded))
+    metrics = metrics_from_video_scores(scores, labels, classes, aggregate, views,
+                                        sum(result.clip_hits for result in good),
+                                        num_listed=len(results) + len(excluded))
     metrics["views_subset"] = views_subset if views_subset is None or isinstance(views_subset, str) else list(views_subset)
     metrics["spec"] = spec.to_dict()
     metrics["checkpoint_sha256"] = identity["checkpoint_sha256"]
-    metrics["failed_videos"] = [{"video": i.video, "label": i.label, "error": i.error} for i in items if i.error]
+    metrics["failed_videos"] = [{"video": r.video, "label": r.label, "error": r.error} for r in results if r.error]
     metrics["excluded_videos"] = excluded
-    scores = aggregate_scores(probs, logits, aggregate, views)
-    rows = _prediction_rows([i.video for i in good], labels, scores, classes)
+    rows = _prediction_rows([result.video for result in good], labels, scores, classes)
     return metrics, rows
 
 
@@ -468,13 +496,15 @@ def cache_identity(checkpoint: Path, spec: ViewSpec, test_set: TestSet, precisio
 
 
 def score_videos(todo: Sequence[int], test_lmdb: str | os.PathLike, spec: ViewSpec, test_set: TestSet,
-                 scorer: ViewScorer, cache: ScoreCache, num_workers: int) -> dict[int, CachedVideo]:
+                 scorer: ViewScorer, cache: ScoreCache, num_workers: int,
+                 reduce: Callable[[CachedVideo], VideoResult]) -> dict[int, VideoResult]:
     """Decode and score the videos at ``todo`` (DataLoader workers decode, the scorer packs views of
-    several videos into each forward pass); each is cached as soon as it is done."""
+    several videos into each forward pass); each is cached as soon as it is done, and only what
+    ``reduce`` keeps of it stays in memory."""
     from nlflow.store.torch_datasets import TestVideoDataset
 
     videos, labels = test_set.videos, test_set.labels
-    scored: dict[int, CachedVideo] = {}
+    scored: dict[int, VideoResult] = {}
     loader = torch.utils.data.DataLoader(
         _SafeViews(TestVideoDataset(str(test_lmdb), spec)), batch_size=None, sampler=list(todo),
         num_workers=num_workers, pin_memory=scorer.device.type == "cuda",
@@ -484,7 +514,7 @@ def score_videos(todo: Sequence[int], test_lmdb: str | os.PathLike, spec: ViewSp
 
         def keep(item: CachedVideo) -> None:
             cache.put(item)
-            scored[item.index] = item
+            scored[item.index] = reduce(item)
             bar.update(1)
 
         def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
@@ -525,7 +555,8 @@ def evaluate(
     """
     if aggregate not in AGGREGATES:  # checked before hours of GPU time, not after
         raise MetricsError(f"unknown aggregation {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
-    view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
+    views = view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
+    reduce = functools.partial(reduce_video, aggregate=aggregate, views=views)
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
     test_set = read_test_set(test_lmdb, model, checkpoint)
@@ -537,7 +568,8 @@ def evaluate(
     identity = cache_identity(checkpoint, spec, test_set, scorer.precision)
     cache = ScoreCache(cache_path)
     cache.open(identity)
-    scored = cache.load_valid(test_set.videos, test_set.labels, (spec.num_views, len(test_set.classes)))
+    shape = (spec.num_views, len(test_set.classes))
+    scored = {item.index: reduce(item) for item in cache.valid_entries(test_set.videos, test_set.labels, shape)}
     todo = [i for i in range(len(test_set.videos)) if i not in scored]
     log.info("evaluating %d test videos: %d cached, %d to compute (%s, %d views each, %s)",
              len(test_set.videos), len(scored), len(todo), scorer.device, spec.num_views, scorer.precision)
@@ -545,15 +577,15 @@ def evaluate(
     start = time.perf_counter()
     reused = len(scored)
     if todo:
-        scored.update(score_videos(todo, test_lmdb, spec, test_set, scorer, cache, num_workers))
+        scored.update(score_videos(todo, test_lmdb, spec, test_set, scorer, cache, num_workers, reduce))
     seconds = time.perf_counter() - start
     if todo:
         log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds,
                  len(todo) / max(seconds, 1e-9), reused)
 
     # From memory, not read back: what was checked or computed above is what counts.
-    metrics, rows = _metrics_from_cached([scored[i] for i in range(len(test_set.videos))], identity, aggregate,
-                                         views_subset)
+    metrics, rows = _metrics_from_results([scored[i] for i in range(len(test_set.videos))], identity, aggregate,
+                                          views, views_subset)
     metrics["checkpoint"] = str(checkpoint)
     metrics["run"] = {
         "computed": len(todo),
@@ -577,18 +609,19 @@ def evaluate(
 _RECOMPUTE = "run evaluate again, it recomputes what is damaged (snakemake --forcerun evaluate)"
 
 
-def _checked_entries(cache: ScoreCache, identity: dict) -> list[CachedVideo]:
-    """Every entry of a complete cache, checked against its identity (shapes per entry; names and
-    labels all together through the test-set fingerprint); one clear error when any is damaged."""
+def _checked_results(cache: ScoreCache, identity: dict, reduce: Callable[[CachedVideo], VideoResult]) -> list[VideoResult]:
+    """What ``reduce`` keeps of every entry of a complete cache, each checked against the identity
+    (shapes per entry; names and labels all together through the test-set fingerprint), read one
+    at a time; one clear error when any is damaged."""
     shape = (ViewSpec.from_dict(identity["spec"]).num_views, len(identity["classes"]))
     try:
-        items = [cache.checked(index, shape) for index in range(identity["test_set"]["count"])]
+        results = [reduce(cache.checked(index, shape)) for index in range(identity["test_set"]["count"])]
     except EvaluationError as exc:
         raise EvaluationError(f"{exc}: {_RECOMPUTE}") from None
-    fingerprint = _videos_fingerprint([item.video for item in items], [item.label for item in items])
+    fingerprint = _videos_fingerprint([result.video for result in results], [result.label for result in results])
     if fingerprint != identity["test_set"].get("videos_sha256"):
         raise EvaluationError(f"evaluation cache {cache.path}: the entries' videos and labels do not match identity.json: {_RECOMPUTE}")
-    return items
+    return results
 
 
 def reaggregate(
@@ -611,7 +644,10 @@ def reaggregate(
     missing = count - len(done & set(range(count)))
     if missing:
         raise EvaluationError(f"evaluation cache {cache_path} lacks {missing} of {count} videos; finish evaluate first")
-    metrics, rows = _metrics_from_cached(_checked_entries(cache, identity), identity, aggregate, views_subset)
+    spec = ViewSpec.from_dict(identity["spec"])
+    views = view_subset_indices(spec.num_clips, spec.num_crops, views_subset)
+    results = _checked_results(cache, identity, functools.partial(reduce_video, aggregate=aggregate, views=views))
+    metrics, rows = _metrics_from_results(results, identity, aggregate, views, views_subset)
     if predictions_csv is not None:
         write_predictions_csv(predictions_csv, rows)
     if metrics_json is not None:

@@ -54,7 +54,11 @@ _HEADER_LEN = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 20
 # Header fields that guard the payload; not part of what header() reports.
 _INTEGRITY_KEYS = ("bytes", "crc32")
+# Records per write transaction, and bytes: LMDB keeps a transaction's dirty pages in memory until
+# it commits, so a count alone lets memory grow with the video size (256 embedded 256p videos at
+# qscale 2 hold several hundred MB); the byte bound keeps the writer's memory flat.
 _BATCH = 256
+_BATCH_BYTES = 64 << 20
 # Per-record slack for the initial map size: the JSON header, the key, B-tree pages and the
 # rounding of large values up to whole overflow pages.
 _PER_RECORD_SLACK = 3 * 4096
@@ -212,6 +216,7 @@ def write_store(
         )
         try:
             batch: list[tuple[bytes, bytes]] = []
+            batch_bytes = 0
             progress = tqdm(zip(entries, files), total=len(entries), desc=f"lmdb {kind}", unit="video", disable=None)
             for index, ((rel, label), file) in enumerate(progress):
                 header: dict[str, Any] = {"video": rel, "label": int(label), "frames": int(frames[rel])}
@@ -224,9 +229,10 @@ def write_store(
                     header["path"] = str(file.resolve())
                     payload = b""
                 batch.append((record_key(index), encode_record(header, payload)))
-                if len(batch) >= _BATCH:
+                batch_bytes += len(payload)
+                if len(batch) >= _BATCH or batch_bytes >= _BATCH_BYTES:
                     _put_batch(env, batch)
-                    batch = []
+                    batch, batch_bytes = [], 0
             batch.append((META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8")))
             _put_batch(env, batch)
             env.sync(True)
