@@ -20,22 +20,14 @@ from nlflow.acquire.extract import (
     MissingVolumeError,
     UnsafeArchiveError,
     _rar_volume_flags,
-    _read_vint,
     detect_format,
     extract_archive,
     plan_extraction,
     safe_member_path,
 )
+from nlflow.acquire.rar_headers import read_vint
 from nlflow.errors import NlflowError
-
-SHARED = Path("/work/shared/testdata/rar")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared RAR test archives not present")
-
-CONTENT = {
-    "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi": os.urandom(70_000),
-    "UCF-101/HandstandPushups/v_HandStandPushups_g01_c01.avi": b"abc" * 20_000,
-    "UCF-101/Ünïcode dir/empty.avi": b"",
-}
+from rar_testdata import CONTENT, SHARED, needs_shared
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -226,18 +218,18 @@ def _patch_rar5_name(raw: bytes, old: bytes, new: bytes) -> bytes:
     data = bytearray(raw)
     offset = 8
     while offset < len(data):
-        size, pos = _read_vint(data, offset + 4)
+        size, pos = read_vint(data, offset + 4)
         header_end = pos + size
         where = data.find(old, pos, header_end)
         if where >= 0:
             data[where : where + len(old)] = new
             data[offset : offset + 4] = zlib.crc32(bytes(data[offset + 4 : header_end])).to_bytes(4, "little")
             return bytes(data)
-        _type, p = _read_vint(data, pos)
-        flags, p = _read_vint(data, p)
+        _type, p = read_vint(data, pos)
+        flags, p = read_vint(data, p)
         if flags & 1:
-            _extra, p = _read_vint(data, p)
-        data_size = _read_vint(data, p)[0] if flags & 2 else 0
+            _extra, p = read_vint(data, p)
+        data_size = read_vint(data, p)[0] if flags & 2 else 0
         offset = header_end + data_size
     raise AssertionError("name not found")
 

@@ -14,14 +14,7 @@ import rars
 
 from nlflow.acquire import extract
 from nlflow.acquire.rar_headers import Unlisted, list_rar
-
-SHARED = Path("/work/shared/testdata/rar")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared RAR test archives not present")
-CONTENT = {
-    "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi": os.urandom(70_000),
-    "UCF-101/HandstandPushups/v_HandStandPushups_g01_c01.avi": b"abc" * 20_000,
-    "UCF-101/Ünïcode dir/empty.avi": b"",
-}
+from rar_testdata import CONTENT, SHARED, needs_shared
 
 
 def _by_rars(path: Path) -> list:

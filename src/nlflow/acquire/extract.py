@@ -26,14 +26,12 @@ from typing import Callable, Iterable, Sequence
 import rars
 from tqdm import tqdm
 
-from nlflow.acquire.rar_headers import RarMember, Unlisted, list_rar
+from nlflow.acquire.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarMember, Unlisted, list_rar, read_vint
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
-RAR4_MAGIC = b"Rar!\x1a\x07\x00"
-RAR5_MAGIC = b"Rar!\x1a\x07\x01\x00"
 CHUNK_BYTES = 1 << 20
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _NEW_VOLUME_RE = re.compile(r"^(?P<stem>.*\.part)(?P<number>\d+)\.rar$", re.IGNORECASE)
@@ -459,18 +457,6 @@ def _rar4_volume_flags(handle, offset: int) -> tuple[bool, bool | None]:
     return is_volume, None
 
 
-def _read_vint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    for _ in range(10):
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-    raise ValueError("bad vint")
-
-
 def _rar5_volume_flags(handle, offset: int) -> tuple[bool, bool | None]:
     is_volume = False
     for _ in range(10_000_000):
@@ -478,23 +464,23 @@ def _rar5_volume_flags(handle, offset: int) -> tuple[bool, bool | None]:
         prefix = handle.read(4 + 3)  # CRC32 + header size (a vint of at most 3 bytes)
         if len(prefix) < 5:
             return is_volume, None
-        head_size, pos = _read_vint(prefix, 4)
+        head_size, pos = read_vint(prefix, 4)
         handle.seek(offset + pos)
         header = handle.read(head_size)
         if len(header) < head_size:
             return is_volume, None
-        block_type, p = _read_vint(header, 0)
-        flags, p = _read_vint(header, p)
+        block_type, p = read_vint(header, 0)
+        flags, p = read_vint(header, p)
         data_size = 0
         if flags & 0x0001:
-            _extra, p = _read_vint(header, p)
+            _extra, p = read_vint(header, p)
         if flags & 0x0002:
-            data_size, p = _read_vint(header, p)
+            data_size, p = read_vint(header, p)
         if block_type == 1:  # main archive header
-            archive_flags, p = _read_vint(header, p)
+            archive_flags, p = read_vint(header, p)
             is_volume = bool(archive_flags & 0x0001)
         elif block_type == 5:  # end of archive
-            end_flags, p = _read_vint(header, p)
+            end_flags, p = read_vint(header, p)
             return is_volume, bool(end_flags & 0x0001)
         elif block_type == 4:  # encrypted headers: nothing more is readable
             return is_volume, None
