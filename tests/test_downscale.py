@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from nlflow.acquire.demo import read_frame_index, render_class_frames, truncate_video, write_video
-from nlflow.video import decode
 from nlflow.video.downscale import (
     ManifestError,
     ManifestRow,

@@ -15,6 +15,7 @@ import rars
 
 from nlflow.acquire import scale_demo, ucf101
 from nlflow.acquire.extract import extract_archive
+from nlflow.acquire.listfiles import read_list
 from nlflow.cli import main
 
 MAX_FRAMES = 6
@@ -99,7 +100,7 @@ def test_the_split_files_parse_as_ucf101s(tiny_set, tmp_path, split):
         archive.extractall(tmp_path)
     result = ucf101.make_lists(tmp_path / "ucfTrainTestlist", split, tmp_path / "lists", expected_num_classes=101)
     assert result.num_train + result.num_test == 101
-    test = ucf101.read_list(tmp_path / "lists" / "test.txt")
+    test = read_list(tmp_path / "lists" / "test.txt")
     assert all(7 * (split - 1) < int(rel.split("_g")[1][:2]) <= 7 * split for rel, _ in test)
 
 
