@@ -107,15 +107,18 @@ def own_cost(sampler: TreeSampler, started: float, busy_at_start: float) -> dict
     cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
     cpu += cpu_seconds_of_live_descendants(sampler.root)
     sampler.sample()
-    wall = time.time() - started
+    return _cost(sampler, time.time() - started, cpu, busy_at_start, me.ru_oublock + children.ru_oublock)
+
+
+def _cost(sampler: TreeSampler, wall: float, cpu: float, busy_before: float, written_blocks: int) -> dict:
     return {
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
-        "others_cores": others_cores(busy_at_start, cpu, wall),
+        "others_cores": others_cores(busy_before, cpu, wall),
         "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
         "peak_anon_mb": round(sampler.peak_anon / 2**20, 1),
         "peak_processes": sampler.peak_processes,
-        "written_mb": round((me.ru_oublock + children.ru_oublock) * 512 / 2**20, 1),
+        "written_mb": round(written_blocks * 512 / 2**20, 1),  # rusage counts 512-byte blocks
         "samples": sampler.samples,
     }
 
@@ -136,16 +139,6 @@ def measure_command(command: list[str], env: dict | None = None, log: str | os.P
         code = process.wait()
     sampler.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = time.time() - started
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {
-        "returncode": code,
-        "wall_s": round(wall, 3),
-        "cpu_s": round(cpu, 3),
-        "others_cores": others_cores(busy_before, cpu, wall),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
-        "peak_anon_mb": round(sampler.peak_anon / 2**20, 1),
-        "peak_processes": sampler.peak_processes,
-        "written_mb": round((after.ru_oublock - before.ru_oublock) * 512 / 2**20, 1),
-        "samples": sampler.samples,
-    }
+    return {"returncode": code,
+            **_cost(sampler, time.time() - started, cpu, busy_before, after.ru_oublock - before.ru_oublock)}
