@@ -19,13 +19,12 @@ from nlflow.acquire.extract import (
     ExtractError,
     MissingVolumeError,
     UnsafeArchiveError,
-    _rar_volume_flags,
     detect_format,
     extract_archive,
     plan_extraction,
     safe_member_path,
 )
-from nlflow.acquire.rar_headers import read_vint
+from nlflow.acquire.rar_headers import list_rar, read_vint
 from nlflow.errors import NlflowError
 from rar_testdata import CONTENT, SHARED, needs_shared
 
@@ -292,9 +291,12 @@ def test_shared_archives_match_listing(tmp_path, archive):
 
 @needs_shared
 def test_volume_headers():
-    flags = [_rar_volume_flags(SHARED / f"rar3-vols.part{i}.rar") for i in (1, 2, 3)]
-    assert flags == [(True, True), (True, True), (True, False)]
-    assert _rar_volume_flags(SHARED / "rar5-solid.rar") == (False, False)
+    def flags(path):
+        listing = list_rar(path)
+        return listing.is_volume, listing.has_next_volume
+
+    assert [flags(SHARED / f"rar3-vols.part{i}.rar") for i in (1, 2, 3)] == [(True, True), (True, True), (True, False)]
+    assert flags(SHARED / "rar5-solid.rar") == (False, False)
 
 
 @needs_shared

@@ -14,7 +14,6 @@ import os
 import posixpath
 import re
 import stat
-import struct
 import tarfile
 import threading
 import zipfile
@@ -26,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 import rars
 from tqdm import tqdm
 
-from nlflow.acquire.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarMember, Unlisted, list_rar, read_vint
+from nlflow.acquire.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarListing, RarMember, Unlisted, list_rar
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path
 
@@ -263,8 +262,8 @@ def rar_volume_set(first: str | os.PathLike) -> list[Path]:
     decoder would otherwise stop at the last volume it has and silently truncate.
     """
     first = Path(first)
-    is_volume, has_next = _rar_volume_flags(first)
-    infos = _rar_members(first)
+    listing = _rar_listing(first)
+    infos, is_volume, has_next = listing.members, listing.is_volume, listing.has_next_volume
     if infos and infos[0].split_before:
         raise MissingVolumeError(f"{first.name} is not the first volume of its set; give the first one (part1)")
     if not is_volume and not (infos and infos[-1].split_after):
@@ -283,8 +282,8 @@ def rar_volume_set(first: str | os.PathLike) -> list[Path]:
                 "put all volumes next to the first one"
             )
         volumes.append(successor)
-        _, has_next = _rar_volume_flags(successor)
-        current_infos = _rar_members(successor)
+        listing = _rar_listing(successor)
+        current_infos, has_next = listing.members, listing.has_next_volume
     raise MissingVolumeError(f"{first.name}: too many volumes")
 
 
@@ -307,15 +306,17 @@ def _next_volume_name(current: Path, first: Path) -> Path | None:
     return None
 
 
-def _rar_members(path: Path) -> list[RarMember]:
-    """The members of one RAR file, from its headers alone (memory does not grow with the archive);
-    archives whose headers are not read there are listed by rars, which reads the whole file."""
+def _rar_listing(path: Path) -> RarListing:
+    """The members and volume flags of one RAR file, from its headers alone (memory does not grow
+    with the archive). Archives whose headers are not read there are listed by rars, which reads
+    the whole file and tells nothing of volumes: the members' split flags must then show them."""
     try:
-        return list_rar(path).members
+        return list_rar(path)
     except Unlisted as reason:
         log.debug("%s: listing with rars (%s)", path.name, reason)
     with rars.RarFile(str(path)) as archive:
-        return [_member_from_rars(archive, info) for info in archive.infolist()]
+        members = [_member_from_rars(archive, info) for info in archive.infolist()]
+    return RarListing(members, is_volume=False, has_next_volume=None)
 
 
 def _member_from_rars(archive: rars.RarFile, info) -> RarMember:
@@ -342,7 +343,7 @@ def _list_rar(volumes: Sequence[Path]) -> list[ArchiveEntry]:
     merged: dict[str, ArchiveEntry] = {}
     order: list[str] = []
     for volume in volumes:
-        for member in _rar_members(volume):
+        for member in _rar_listing(volume).members:
             entry = _rar_entry(member)
             if member.split_before and entry.name in merged:
                 merged[entry.name] = entry  # the continuation carries the whole file's CRC at the end
@@ -413,79 +414,6 @@ def _run_watched(work: Callable[[], object], staging: Path, files: Sequence[Arch
             done.set()
             watcher.join(timeout=10)
         bar.update(total - bar.n)
-
-
-def _rar_volume_flags(path: Path) -> tuple[bool, bool | None]:
-    """(is a volume, another volume follows) from the main and end-of-archive headers.
-
-    The second value is None when the headers cannot tell (old archives without an end header).
-    """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if head.startswith(RAR5_MAGIC):
-                return _rar5_volume_flags(handle, len(RAR5_MAGIC))
-            if head.startswith(RAR4_MAGIC):
-                return _rar4_volume_flags(handle, len(RAR4_MAGIC))
-    except (OSError, struct.error, ValueError):
-        pass
-    return False, None
-
-
-def _rar4_volume_flags(handle, offset: int) -> tuple[bool, bool | None]:
-    is_volume = False
-    for _ in range(10_000_000):
-        handle.seek(offset)
-        base = handle.read(7)
-        if len(base) < 7:
-            return is_volume, None
-        _crc, block_type, flags, head_size = struct.unpack("<HBHH", base)
-        if head_size < 7:
-            return is_volume, None
-        add_size = 0
-        if block_type == 0x73:  # main header
-            is_volume = bool(flags & 0x0001)
-        elif block_type == 0x7B:  # end of archive
-            return is_volume, bool(flags & 0x0001)
-        if block_type in (0x74, 0x7A) or flags & 0x8000:  # file / service blocks carry data
-            (add_size,) = struct.unpack("<I", handle.read(4))
-            if block_type in (0x74, 0x7A) and flags & 0x0100:  # 64-bit sizes
-                handle.seek(offset + 32)
-                (high,) = struct.unpack("<I", handle.read(4))
-                add_size += high << 32
-        offset += head_size + add_size
-    return is_volume, None
-
-
-def _rar5_volume_flags(handle, offset: int) -> tuple[bool, bool | None]:
-    is_volume = False
-    for _ in range(10_000_000):
-        handle.seek(offset)
-        prefix = handle.read(4 + 3)  # CRC32 + header size (a vint of at most 3 bytes)
-        if len(prefix) < 5:
-            return is_volume, None
-        head_size, pos = read_vint(prefix, 4)
-        handle.seek(offset + pos)
-        header = handle.read(head_size)
-        if len(header) < head_size:
-            return is_volume, None
-        block_type, p = read_vint(header, 0)
-        flags, p = read_vint(header, p)
-        data_size = 0
-        if flags & 0x0001:
-            _extra, p = read_vint(header, p)
-        if flags & 0x0002:
-            data_size, p = read_vint(header, p)
-        if block_type == 1:  # main archive header
-            archive_flags, p = read_vint(header, p)
-            is_volume = bool(archive_flags & 0x0001)
-        elif block_type == 5:  # end of archive
-            end_flags, p = read_vint(header, p)
-            return is_volume, bool(end_flags & 0x0001)
-        elif block_type == 4:  # encrypted headers: nothing more is readable
-            return is_volume, None
-        offset += pos + head_size + data_size
-    return is_volume, None
 
 
 # ----------------------------------------------------------------------------------------------
