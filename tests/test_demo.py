@@ -218,12 +218,14 @@ def test_classes_differ_in_motion(tmp_path):
         demo.make_class_video(path, name, np.random.default_rng(7), 60)
         tracks[name] = object_track(decode(path.read_bytes()))
     (up_y, up_a), (down_y, down_a) = tracks["MoveUp"], tracks["MoveDown"]
-    assert up_y[-1] - up_y[0] < -20  # image rows grow downwards: up = decreasing row
-    assert down_y[-1] - down_y[0] > 20
-    assert abs(up_a[-1] / up_a[0] - 1) < 0.2 and abs(down_a[-1] / down_a[0] - 1) < 0.2
+    # Image rows grow downwards: up = decreasing row, frame after frame (the median step ignores the
+    # frames where the object leaves at one edge and comes back at the other).
+    assert np.median(np.diff(up_y)) < -0.5 * 240 / 112 * demo.MOVE_SPEED_PX[0]
+    assert np.median(np.diff(down_y)) > 0.5 * 240 / 112 * demo.MOVE_SPEED_PX[0]
+    assert np.median(up_a) == pytest.approx(np.median(down_a), rel=0.05)
     grow_a, shrink_a = tracks["Grow"][1], tracks["Shrink"][1]
-    assert grow_a[-1] > 3 * grow_a[0]
-    assert shrink_a[0] > 3 * shrink_a[-1]
+    assert grow_a[-1] > 2 * grow_a[0] and np.all(np.diff(grow_a) > -0.05 * grow_a[1:])
+    assert shrink_a[0] > 2 * shrink_a[-1]
     still_y, still_a = tracks["StandStill"]
     assert np.ptp(still_y) < 1.0 and abs(still_a[-1] / still_a[0] - 1) < 0.1
     # backward classes are the forward ones played backwards (same draws): appearance carries no label

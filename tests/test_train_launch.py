@@ -271,8 +271,10 @@ def test_stage_two_cpu_processes_failure_is_one_clear_error(tiny_data, tmp_path,
 
 
 def test_stage_bf16_autocast_on_cpu(tiny_data, tmp_path, log_file):  # noqa: F811
-    """The CPU twin of bf16 training: autocast on the CPU, in the job's own process."""
-    settings = tiny_settings(amp="bf16", max_iter=2, log_period=1, val_period=0, precise_bn_iters=1)
+    """The CPU twin of bf16 training: autocast on the CPU, in the job's own process, on clips where
+    no kernel is longer than its input (8 frames, 96 pixels)."""
+    settings = tiny_settings(amp="bf16", max_iter=2, log_period=1, val_period=0, precise_bn_iters=1,
+                             video_length=8, crop_size=96, scale_range=(96, 100))
     final = _stage(tiny_data, tiny_data["init"], tmp_path / "bf16", 1, settings)
     state = read_checkpoint(final)["state_dict"]
     init_state = read_checkpoint(tiny_data["init"])["state_dict"]
@@ -282,6 +284,17 @@ def test_stage_bf16_autocast_on_cpu(tiny_data, tmp_path, log_file):  # noqa: F81
     losses = [m["loss"] for m in map(json.loads, (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines())
               if "loss" in m]
     assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
+
+
+def test_stage_refuses_cpu_bf16_where_a_kernel_is_longer_than_its_input(tiny_data, tmp_path, log_file):  # noqa: F811
+    """4-frame clips: conv1's 5-frame kernel covers the clip, where oneDNN's bf16 weight gradients
+    are wrong. One line before any step, nothing written."""
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU path")
+    settings = tiny_settings(amp="bf16", max_iter=2, val_period=0, precise_bn_iters=0)
+    with pytest.raises(ConfigError, match=r"train.amp bf16 on a CPU: .* \(first: stem.conv, kernel 5x7x7 over 4x32x32\)"):
+        _stage(tiny_data, tiny_data["init"], tmp_path / "refused", 1, settings)
+    assert not list((tmp_path / "refused").rglob("iter_*.pt")) and not (tmp_path / "refused" / "model_final.pt").exists()
 
 
 def test_an_operational_change_keeps_the_run_folder_a_result_change_starts_a_new_one(tiny_data, tmp_path, log_file):  # noqa: F811

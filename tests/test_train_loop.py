@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -201,3 +202,24 @@ def test_data_wait_advice_names_the_setting_to_change():
     # 8 workers each for 2 processes on 16 cores: the CPU is the limit, not the worker count.
     cpu_bound = data_wait_advice(0.5, 8, 16, 2)
     assert "decoding is the limit" in cpu_bound and "--set-threads train=N" in cpu_bound
+
+
+def test_a_diverging_run_stops_before_the_bad_update_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    # A learning rate of 1e20 makes the first update's weights so large that the second step's loss
+    # or gradients overflow: the run must stop there, name why, and leave iteration 1 on disk.
+    out = tmp_path / "run"
+    settings = tiny_settings(base_lr=1e20, warmup_iters=0, max_iter=6, checkpoint_period=1, val_period=0)
+    with pytest.raises(TrainingError) as caught:
+        train(settings, tiny_data["train"], None, tiny_data["init"], out, tiny_data["classes"])
+    message = str(caught.value)
+    assert "\n" not in message
+    match = re.match(r"training stopped at iteration (\d+): (the training loss is (nan|inf)|the gradient of \S+ is not "
+                     r"finite), so the update was not applied; the last good checkpoint (\S+) \(iteration (\d+)\) is kept",
+                     message)
+    assert match, message
+    stopped, kept = int(match.group(1)), int(match.group(5))
+    assert kept == stopped - 1 >= 1
+    assert list_checkpoints(out / "checkpoints")[-1][0] == kept
+    assert all(torch.isfinite(v).all() for v in load_checkpoint_file(match.group(4))["model"].values()
+               if v.is_floating_point())
+    assert not (out / "model_final.pt").exists()

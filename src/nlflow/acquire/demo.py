@@ -57,12 +57,16 @@ CODE_BITS = 10
 CODE_BAND_FRACTION = 0.1
 
 # Motion parameters in pixels of a 112-pixel-high frame, the size the network sees in the demo
-# (shared/notes/demo-facts.md says why these values learn); scaled to the rendered height.
+# (shared/notes/demo-facts.md says why these speeds learn); scaled to the rendered height. Rates are
+# per frame, so a clip shows the same motion whatever the video's length: a moving object leaves
+# the frame on one side and comes back on the other, a growing one grows at its rate up to
+# MAX_RADIUS_PX over the whole video.
 REFERENCE_HEIGHT = 112
 MOVE_SPEED_PX = (0.5, 0.85)
 MOVE_RADIUS_PX = (14.0, 22.0)
-GROW_START_RADIUS_PX = (9.0, 13.0)
-GROW_FACTOR = (2.0, 2.7)
+GROW_START_RADIUS_PX = (8.0, 12.0)
+GROW_RATE_PX = (0.12, 0.26)  # 8-12 px growing 2-2.7x over 80 frames, as the 80-frame demo did
+MAX_RADIUS_PX = 40.0
 STILL_RADIUS_PX = (10.0, 28.0)
 NOISE_BANK = 6
 
@@ -179,17 +183,19 @@ def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, widt
     t = np.arange(num_frames, dtype=np.float64)
     if class_name in ("MoveUp", "MoveDown"):
         radius = px * rng.uniform(*MOVE_RADIUS_PX)
-        lo, hi = top + radius + margin, height - radius - margin
-        speed = min(px * rng.uniform(*MOVE_SPEED_PX), (hi - lo) / max(num_frames - 1, 1))
-        travel = speed * (num_frames - 1)
-        start = rng.uniform(lo + travel, hi)
-        cy = start - speed * t  # up: y decreases
+        speed = px * rng.uniform(*MOVE_SPEED_PX)
+        # A conveyor: the object leaves at the top edge as its next pass enters at the bottom one.
+        hidden = radius + margin
+        period = height + 2 * hidden
+        cy = (rng.uniform(0, period) - speed * t) % period - hidden  # up: y decreases
         cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
         r = np.full(num_frames, radius)
     elif class_name in ("Grow", "Shrink"):
         r0 = px * rng.uniform(*GROW_START_RADIUS_PX)
-        r1 = r0 * rng.uniform(*GROW_FACTOR)
-        r = r0 + (r1 - r0) * t / max(num_frames - 1, 1)
+        r_max = min(px * MAX_RADIUS_PX, (height - top) / 2 - margin)
+        rate = min(px * rng.uniform(*GROW_RATE_PX), (r_max - r0) / max(num_frames - 1, 1))
+        r = r0 + rate * t
+        r1 = float(r[-1])
         cx = np.full(num_frames, rng.uniform(r1 + margin, width - r1 - margin))
         cy = np.full(num_frames, rng.uniform(top + r1 + margin, height - r1 - margin))
     elif class_name == "StandStill":

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import ConfigError, TrainingError
 from nlflow.train import distributed as ddp
-from nlflow.train import snapshots
+from nlflow.train import precision, snapshots
 from nlflow.train.measure import clip_accuracy, recompute_bn_stats
 from nlflow.train.progress import MetricsLog, Window, data_wait_advice, log_window, usable_cores
 from nlflow.train.runtime import Runtime, fitting_accumulate, make_runtime, seed_everything, torch_threads
@@ -213,6 +213,8 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
 
     info = rt.info
     model, model_config = build_init_model(init_checkpoint, settings, len(class_names))
+    if rt.device.type == "cpu" and rt.amp_dtype == torch.bfloat16:
+        precision.check_cpu_bf16_kernels(model, (3, settings.video_length, settings.crop_size, settings.crop_size))
     optimizer = build_optimizer(model, settings)
     start_iter = 0
     if state is not None:
@@ -263,11 +265,14 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
 
 # ----------------------------------------------------------------------------- steps
 
-def train_step(run: Run, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]], lr: float) -> tuple[Any, Any, int]:
-    """One SGD update on one global batch, given as this process's micro-batches; returns the
-    (mean loss, correct predictions, clips) of this process's share, still on the device."""
+def train_step(run: Run, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]], iteration: int) -> tuple[Any, Any, int]:
+    """SGD update ``iteration`` on one global batch, given as this process's micro-batches; returns
+    the (mean loss, correct predictions, clips) of this process's share, still on the device.
+
+    A loss or gradient that is not finite stops the run before the update (every process sees the
+    same averaged gradients, so all of them stop at the same iteration)."""
     rt, settings = run.rt, run.settings
-    set_lr(run.optimizer, lr)
+    set_lr(run.optimizer, lr_at(iteration, settings))
     run.optimizer.zero_grad(set_to_none=True)
     loss_sum, correct, clips = 0.0, 0, 0
     for index, (frames, labels) in enumerate(micro_batches):
@@ -285,6 +290,9 @@ def train_step(run: Run, micro_batches: Sequence[tuple[torch.Tensor, torch.Tenso
         loss_sum = loss_sum + loss.detach()
         correct = correct + (logits.detach().argmax(1) == labels).sum()
         clips += len(labels)
+    reason = precision.nonfinite_reason(loss_sum, run.model, check_gradients=not rt.scaler.is_enabled())
+    if reason is not None:
+        raise TrainingError(diverged_message(run, iteration + 1, reason))
     rt.scaler.step(run.optimizer)
     rt.scaler.update()
     return loss_sum, correct, clips
@@ -296,7 +304,7 @@ def train_steps(run: Run, it: int, stop: int, window: Window, bar: tqdm) -> int:
         t0 = time.perf_counter()
         micro_batches = [next(run.batches) for _ in range(run.settings.accumulate)]
         window.data_s += time.perf_counter() - t0
-        loss, correct, clips = train_step(run, micro_batches, lr_at(it, run.settings))
+        loss, correct, clips = train_step(run, micro_batches, it)
         it += 1
         window.iters += 1
         window.loss_sum = window.loss_sum + loss
@@ -432,6 +440,15 @@ def _run_windows(run: Run) -> None:
                 snapshot(run, it, finished=False)
     finally:
         bar.close()
+
+
+def diverged_message(run: Run, iteration: int, reason: str) -> str:
+    """One line: where the run stopped, why, and the last good state on disk."""
+    kept = snapshots.list_checkpoints(run.ckpt_dir)
+    where = (f"the last good checkpoint {kept[-1][1]} (iteration {kept[-1][0]}) is kept" if kept
+             else "no checkpoint had been written yet")
+    return (f"training stopped at iteration {iteration}: {reason}, so the update was not applied; {where}. "
+            "Lower train.base_lr (or use train.amp: none) and run again")
 
 
 def out_of_memory_message(run: Run, error: BaseException) -> str:
