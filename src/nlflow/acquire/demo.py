@@ -57,10 +57,9 @@ CODE_BITS = 10
 CODE_BAND_FRACTION = 0.1
 
 # Motion parameters in pixels of a 112-pixel-high frame, the size the network sees in the demo
-# (shared/notes/demo-facts.md says why these speeds learn); scaled to the rendered height. Rates are
-# per frame, so a clip shows the same motion whatever the video's length: a moving object leaves
-# the frame on one side and comes back on the other, a growing one grows at its rate up to
-# MAX_RADIUS_PX over the whole video.
+# (shared/notes/demo-facts.md says why these speeds learn); scaled to the rendered height. A moving
+# object crosses the frame once over the video, at MOVE_SPEED_PX unless the video is too long for
+# that; a growing one grows at GROW_RATE_PX per frame up to MAX_RADIUS_PX.
 REFERENCE_HEIGHT = 112
 MOVE_SPEED_PX = (0.5, 0.85)
 MOVE_RADIUS_PX = (14.0, 22.0)
@@ -183,11 +182,13 @@ def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, widt
     t = np.arange(num_frames, dtype=np.float64)
     if class_name in ("MoveUp", "MoveDown"):
         radius = px * rng.uniform(*MOVE_RADIUS_PX)
-        speed = px * rng.uniform(*MOVE_SPEED_PX)
-        # A conveyor: the object leaves at the top edge as its next pass enters at the bottom one.
-        hidden = radius + margin
-        period = height + 2 * hidden
-        cy = (rng.uniform(0, period) - speed * t) % period - hidden  # up: y decreases
+        lo, hi = top + radius + margin, height - radius - margin
+        # One pass across the frame over the whole video: slower in long videos. (A conveyor that
+        # let the object leave and come back at any speed did not learn: docs/demo.md.)
+        speed = min(px * rng.uniform(*MOVE_SPEED_PX), (hi - lo) / max(num_frames - 1, 1))
+        travel = speed * (num_frames - 1)
+        start = rng.uniform(min(lo + travel, hi), hi)
+        cy = start - speed * t  # up: y decreases
         cx = np.full(num_frames, rng.uniform(radius + margin, width - radius - margin))
         r = np.full(num_frames, radius)
     elif class_name in ("Grow", "Shrink"):
