@@ -19,7 +19,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from nlflow.acquire.demo import render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.views import train_clip_indices

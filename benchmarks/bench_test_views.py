@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlflow.acquire.demo import render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.transforms import crop_offsets, resize_short_side

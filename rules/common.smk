@@ -2,11 +2,11 @@
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
 import copy
 
-from nlflow.acquire.datasets import dataset_spec, video_source_dir
 from nlflow.evaluate.headline import comparison_headline
-from nlflow.experiments import find_table, read_experiments
-from nlflow.weights.demo import DEMO_MODEL_PLACEHOLDER, demo_model_id
+from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
+from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, demo_model_id
+from nlflow.workflow.experiments import find_table, read_experiments
 
 # The config as validated, before the model zoo fills it in: what experiment rows override.
 BASE_CONFIG = copy.deepcopy(config)
@@ -24,7 +24,7 @@ def with_results_dir(text):
     )
 
 
-# The dataset kind (nlflow.acquire.datasets) says which archives exist, whether the video archive
+# The dataset kind (nlflow.lists.datasets) says which archives exist, whether the video archive
 # nests one archive per class, and the class count; a bad dataset section stops the run here.
 DATASET = dataset_spec(config["dataset"], expand=with_results_dir)
 ARCHIVES = {
@@ -45,7 +45,7 @@ LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt
 # pretrained.name completes the model section from the model zoo (a contradiction stops here).
 config["model"] = resolve_pretrained(config["model"], config["pretrained"]).model
 
-# Experiments: `experiments` names a table with one row per experiment (nlflow.experiments); each
+# Experiments: `experiments` names a table with one row per experiment (nlflow.workflow.experiments); each
 # row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
 # experiment, the config itself, whose outputs keep their places (weights/, train/, evaluate/, report/).
 EXPERIMENTS = (

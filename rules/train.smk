@@ -42,7 +42,7 @@ rule train:
         tasks_per_gpu=0,
     params:
         # What can change the trained network; worker, logging and checkpoint settings travel
-        # apart and never re-run training (nlflow.workflow_config).
+        # apart and never re-run training (nlflow.workflow.config).
         train=section_params("train"),
         operational=section_params("train", result=False),
         clip=lambda wildcards: canonical(

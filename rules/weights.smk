@@ -23,7 +23,7 @@ rule download_weights:
     message:
         "Download the released model {wildcards.name} from {params.urls[0]}"
     script:
-        # The same adapter as download_dataset: resumable, checksum-locked nlflow.stages.download.
+        # The same adapter as download_dataset: resumable, checksum-locked nlflow.workflow.stages.download.
         "../workflow/scripts/download.py"
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nlflow.errors import ConfigError, NlflowError
-from nlflow.evaluate.multiview import logit_map_to_view_scores
+from nlflow.evaluate.scorer import logit_map_to_view_scores
 from nlflow.models.builder import (
     ModelConfig,
     build_model,

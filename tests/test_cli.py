@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire.demo import make_class_video
+from nlflow.demo.dataset import make_class_video
 from nlflow.models import ModelConfig, load_checkpoint
-from nlflow.weights import write_demo_pretrained
+from nlflow.demo.weights import write_demo_pretrained
 from test_multiview import VIDEO_SIZE, tiny_checkpoint
 
 NLFLOW = shutil.which("nlflow")

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire import listfiles
-from nlflow.acquire.download import DownloadError, fetch, read_lock_file
-from nlflow.adapter import run_stage
+from nlflow.lists import listfiles
+from nlflow.archives.download import DownloadError, fetch, read_lock_file
+from nlflow.workflow.adapter import run_stage
 from nlflow.errors import NlflowError, one_line
-from nlflow.evaluate.multiview import EvaluationError, evaluate, reaggregate
+from nlflow.evaluate import EvaluationError, evaluate, reaggregate
 from nlflow.evaluate.report import ReportError, read_metrics_jsonl, write_report
 from nlflow.models import CheckpointError, ModelConfig, build_model, read_checkpoint, save_model_checkpoint
 from nlflow.store.lmdb_store import LmdbReader, LmdbStoreError, write_store
@@ -265,7 +265,7 @@ def test_damaged_cache_entries_are_logged_once_and_recomputed(evaluated, tmp_pat
             _rewrite_entry(_entry(cache, 2), probs=data["probs"][:2])  # too few views
         shutil.copyfile(_entry(cache, 4), _entry(cache, 3))  # another video's scores
 
-    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.multiview"):
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.score_cache"):
         metrics = _evaluate_again(evaluated, tmp_path, damage)
     assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (4, len(evaluated.entries) - 4)
     _same_metrics(metrics, evaluated.reference)
@@ -283,7 +283,7 @@ def test_damaged_cache_entries_are_logged_once_and_recomputed(evaluated, tmp_pat
 
 @pytest.mark.parametrize("damage", [cut_to_half, lambda path: flip_bit(path, mask=0x80)], ids=["cut", "flipped"])
 def test_a_damaged_identity_recomputes_everything(evaluated, tmp_path, caplog, damage):
-    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.multiview"):
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.score_cache"):
         metrics = _evaluate_again(evaluated, tmp_path, lambda cache: damage(cache / "identity.json"))
     assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (len(evaluated.entries), 0)
     _same_metrics(metrics, evaluated.reference)
@@ -380,7 +380,7 @@ def test_a_flipped_bit_in_the_manifest_is_refused(manifest, needle, mask, expect
 
 
 def test_a_damaged_settings_stamp_means_encoding_again(tmp_path, caplog):
-    from nlflow.acquire.demo import make_class_video
+    from nlflow.demo.dataset import make_class_video
     from nlflow.video.downscale import SETTINGS_STAMP, downscale_all
 
     source = tmp_path / "src"

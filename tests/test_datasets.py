@@ -9,7 +9,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from nlflow.acquire.datasets import KINDS, dataset_spec
+from nlflow.lists.datasets import KINDS, dataset_spec
 from nlflow.errors import ConfigError, NlflowError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import rars
 
-from nlflow.acquire import demo, demo_layouts, listfiles, ucf101
+from nlflow.demo import dataset as demo
+from nlflow.demo import layouts as demo_layouts
+from nlflow.lists import listfiles, ucf101
 from nlflow.errors import NlflowError
 
 NUM_FRAMES = 40  # > 30 so the short video keeps its official 30 frames; small to stay fast

@@ -7,11 +7,11 @@ import json
 import pytest
 import rars
 
-from nlflow import stages
-from nlflow.acquire import demo
-from nlflow.acquire.demo_layouts import hmdb_class, hmdb_code, hmdb_split_files
-from nlflow.acquire.folder import folder_lists
-from nlflow.acquire.hmdb51 import hmdb51_lists
+from nlflow.workflow import stages
+from nlflow.demo import dataset as demo
+from nlflow.demo.layouts import hmdb_class, hmdb_code, hmdb_split_files
+from nlflow.lists.folder import folder_lists
+from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.cli import build_parser
 
 NUM_FRAMES = 20  # decodable, and small enough to stay fast

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.acquire.download import DownloadError, fetch, local_source_path, read_lock_file
+from nlflow.archives.download import DownloadError, fetch, local_source_path, read_lock_file
 from nlflow.errors import NlflowError
 
 FAST = dict(retries=3, backoff=0.01, timeout=5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.acquire.download import DownloadError, fetch, read_lock_file
+from nlflow.archives.download import DownloadError, fetch, read_lock_file
 
 DATA = b"hmdb51" * 10_000
 MD5 = hashlib.md5(DATA).hexdigest()

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.acquire.demo import read_frame_index, render_class_frames, truncate_video, write_video
+from nlflow.demo.dataset import read_frame_index, render_class_frames, truncate_video, write_video
 from nlflow.video.downscale import (
     ManifestError,
     ManifestRow,
@@ -141,7 +141,7 @@ def test_downscale_all_parallel_incremental(tmp_path):
 
 
 def test_downscale_stage_resumes_work_of_a_failed_run(tmp_path, caplog):
-    from nlflow import stages
+    from nlflow.workflow import stages
 
     extracted = tmp_path / "extracted"
     rel_paths = [f"C{i % 2}/v{i}.avi" for i in range(3)]

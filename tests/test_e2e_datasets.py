@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
-from nlflow.acquire.demo import generate_demo
+from nlflow.demo.dataset import generate_demo
 
 pytestmark = pytest.mark.e2e
 

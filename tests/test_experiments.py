@@ -12,9 +12,9 @@ import yaml
 from e2e_helpers import REPO
 from nlflow.errors import ConfigError
 from nlflow.evaluate.compare import experiment_row, view_gmacs, write_comparison
-from nlflow.experiments import read_experiments
+from nlflow.workflow.experiments import read_experiments
 from nlflow.models import ModelConfig, build_model, save_model_checkpoint
-from nlflow.workflow_config import coerce_to_schema
+from nlflow.workflow.config import coerce_to_schema
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 

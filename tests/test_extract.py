@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow.acquire.extract import (
+from nlflow.archives.extract import (
     ArchiveEntry,
     ExtractError,
     MissingVolumeError,
@@ -24,7 +24,7 @@ from nlflow.acquire.extract import (
     plan_extraction,
     safe_member_path,
 )
-from nlflow.acquire.rar_headers import list_rar, read_vint
+from nlflow.archives.rar_headers import list_rar, read_vint
 from nlflow.errors import NlflowError
 from rar_testdata import CONTENT, SHARED, needs_shared
 

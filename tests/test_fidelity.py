@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import caffe2_reference as ref
-from nlflow.evaluate.multiview import ViewScorer
+from nlflow.evaluate import ViewScorer
 from nlflow.models import load_checkpoint
 from nlflow.weights.caffe2_pickle import write_caffe2_pickle
 from nlflow.weights.convert import convert_caffe2_to_checkpoint

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.acquire.folder import FolderDatasetError, folder_inventory, folder_lists
-from nlflow.acquire.split_files import (
+from nlflow.lists.folder import FolderDatasetError, folder_inventory, folder_lists
+from nlflow.lists.split_files import (
     DuplicateEntryError,
     LabelError,
     MalformedLineError,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow import stages
-from nlflow.acquire.datasets import KINDS, dataset_spec
-from nlflow.acquire.hmdb51 import hmdb51_lists, source_film
-from nlflow.acquire.listfiles import list_paths, read_classes, read_list
-from nlflow.acquire.split_files import (
+from nlflow.workflow import stages
+from nlflow.lists.datasets import KINDS, dataset_spec
+from nlflow.lists.hmdb51 import hmdb51_lists, source_film
+from nlflow.lists.listfiles import list_paths, read_classes, read_list
+from nlflow.lists.split_files import (
     ClassCountError,
     DuplicateEntryError,
     MalformedLineError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nlflow.acquire.holdout import HoldoutError, attach_validation, hold_out, validation_source
-from nlflow.acquire.listfiles import DatasetLists, ListedVideo
+from nlflow.lists.holdout import HoldoutError, attach_validation, hold_out, validation_source
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
 
 CLASSES = ["a", "b", "c", "d"]
 

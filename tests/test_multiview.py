@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire.demo import make_class_video, truncate_video
+from nlflow.demo.dataset import make_class_video, truncate_video
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import aggregate_scores, topk_accuracy
-from nlflow.evaluate.multiview import EvaluationError, ViewScorer, evaluate, reaggregate
+from nlflow.evaluate import EvaluationError, ViewScorer, evaluate, reaggregate
 from nlflow.models import ModelConfig, build_model, save_model_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.video.views import ViewSpec
@@ -210,7 +210,7 @@ def test_scorer_batches_across_videos_without_changing_scores():
 
 
 def _synthetic_cache(path: Path, videos: int, classes: int = 101, views: int = 30) -> None:
-    from nlflow.evaluate.multiview import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, _videos_fingerprint
+    from nlflow.evaluate.score_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, videos_fingerprint
 
     rng = np.random.default_rng(0)
     names, labels = [f"c/v{i:05d}.avi" for i in range(videos)], [i % classes for i in range(videos)]
@@ -218,7 +218,7 @@ def _synthetic_cache(path: Path, videos: int, classes: int = 101, views: int = 3
     cache = ScoreCache(path)
     cache.open({"format": CACHE_FORMAT, "version": CACHE_VERSION, "checkpoint_sha256": "0" * 64,
                 "spec": spec.to_dict(), "classes": [f"k{c}" for c in range(classes)], "precision": "fp32",
-                "test_set": {"count": videos, "videos_sha256": _videos_fingerprint(names, labels), "excluded": []}})
+                "test_set": {"count": videos, "videos_sha256": videos_fingerprint(names, labels), "excluded": []}})
     for index, (name, label) in enumerate(zip(names, labels)):
         logits = rng.normal(size=(views, classes)).astype(np.float32)
         probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow.acquire.extract import ExtractError, UnsafeArchiveError
-from nlflow.acquire.nested_extract import archive_stem, extract_nested
+from nlflow.archives.extract import ExtractError, UnsafeArchiveError
+from nlflow.archives.nested_extract import archive_stem, extract_nested
 from test_extract import SHARED, _patch_rar5_name, needs_shared
 
 

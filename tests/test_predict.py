@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nlflow.acquire.demo import make_class_video, truncate_video
-from nlflow.evaluate.multiview import ViewScorer, evaluate
+from nlflow.demo.dataset import make_class_video, truncate_video
+from nlflow.evaluate import ViewScorer, evaluate
 from nlflow.models import load_checkpoint, read_checkpoint
 from nlflow.predict import PredictError, format_predictions, predict_videos, score_video, spec_from_checkpoint
 from test_multiview import CLASSES, SPEC, VIDEO_SIZE, tiny_checkpoint, tiny_test_store

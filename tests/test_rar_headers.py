@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow.acquire import extract
-from nlflow.acquire.rar_headers import Unlisted, list_rar
+from nlflow.archives import extract
+from nlflow.archives.rar_headers import Unlisted, list_rar
 from rar_testdata import CONTENT, SHARED, needs_shared
 
 
@@ -118,7 +118,7 @@ def test_extraction_memory_does_not_grow_with_the_archive(tmp_path):
         builder.add_bytes(os.urandom(4 << 20), f"UCF-101/c/{index}.avi")
     builder.write(str(tmp_path / "UCF101.rar"))
     # VmHWM: the peak of this process image (ru_maxrss would include the forked copy of pytest)
-    code = ("import re, sys; from nlflow.acquire.extract import extract_archive; "
+    code = ("import re, sys; from nlflow.archives.extract import extract_archive; "
             "extract_archive(sys.argv[1], sys.argv[2]); "
             "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)")
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "UCF101.rar"), str(tmp_path / "out")],

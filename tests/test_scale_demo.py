@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import rars
 
-from nlflow.acquire import scale_demo, ucf101
-from nlflow.acquire.extract import extract_archive
-from nlflow.acquire.listfiles import read_list
+from nlflow.demo import scale as scale_demo
+from nlflow.lists import ucf101
+from nlflow.archives.extract import extract_archive
+from nlflow.lists.listfiles import read_list
 from nlflow.cli import main
 
 MAX_FRAMES = 6

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from nlflow.acquire.demo import write_video
+from nlflow.demo.dataset import write_video
 from nlflow.store.lmdb_store import write_store
 from nlflow.store.torch_datasets import SampleLoadError, TestVideoDataset, TrainClipDataset, ValClipDataset
 from nlflow.video.transforms import MEAN, STD

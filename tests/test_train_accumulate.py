@@ -10,7 +10,7 @@ import torch
 
 from nlflow.device_memory import largest_fitting_batch, requested_bytes
 from nlflow.errors import TrainingError
-from nlflow.evaluate.multiview import EvaluationError, ViewScorer
+from nlflow.evaluate import EvaluationError, ViewScorer
 from nlflow.models import ModelConfig, build_model, load_checkpoint, save_model_checkpoint
 from nlflow.train import train
 from nlflow.train.loop import weights_digest

@@ -1,5 +1,5 @@
 """How the train stage starts its processes (nlflow.train.launch), and one real 2-process CPU run
-through ``nlflow.stages.train`` compared with a single-process run of the same settings."""
+through ``nlflow.workflow.stages.train`` compared with a single-process run of the same settings."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nlflow import stages
+from nlflow.workflow import stages
 from nlflow.errors import ConfigError
 from nlflow.logs import setup_logging
 from nlflow.models import ModelConfig, build_model, read_checkpoint, save_model_checkpoint

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire.demo import DEMO_CLASSES, make_class_video
+from nlflow.demo.dataset import DEMO_CLASSES, make_class_video
 from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import TrainSettings, train

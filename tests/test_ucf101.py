@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.acquire import listfiles, split_files, ucf101
+from nlflow.lists import listfiles, split_files, ucf101
 from nlflow.errors import NlflowError
 
 CLASS_IND = "1 ApplyEyeMakeup\n2 HandstandPushups\n3 Typing\n"

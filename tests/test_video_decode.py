@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.acquire.demo import read_frame_index, render_class_frames, write_video
+from nlflow.demo.dataset import read_frame_index, render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.decode import FramesPastEndError, VideoDecodeError, VideoInfo
 from video_helpers import decode_all

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.acquire.demo import read_frame_index, render_class_frames, write_video
+from nlflow.demo.dataset import read_frame_index, render_class_frames, write_video
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.video import decode
 from nlflow.video.transforms import MEAN, STD

@@ -6,7 +6,7 @@ import yaml
 
 from e2e_helpers import REPO
 from nlflow.train.solver import TrainSettings
-from nlflow.workflow_config import (
+from nlflow.workflow.config import (
     OPERATIONAL_KEYS,
     Operational,
     canonical,

@@ -3,7 +3,7 @@
 Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_view_frames` with a
 :class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
 scale/crop from its ``extra``, see :func:`_test_size`), and scores from the same
-:class:`nlflow.evaluate.multiview.ViewScorer` that ``evaluate`` uses; views are combined by the
+:class:`nlflow.evaluate.scorer.ViewScorer` that ``evaluate`` uses; views are combined by the
 original's rule (mean of the per-view softmax) unless ``aggregate`` names another of evaluation's
 rules.
 
@@ -26,7 +26,7 @@ import torch
 
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import AGGREGATES, aggregate_scores, top_k
-from nlflow.evaluate.multiview import ViewScorer
+from nlflow.evaluate.scorer import ViewScorer
 from nlflow.video.views import ViewSpec, load_test_view_frames
 
 log = logging.getLogger(__name__)

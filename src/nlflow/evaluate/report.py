@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nlflow.acquire.holdout import validation_source
+from nlflow.lists.holdout import validation_source
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
 

@@ -48,7 +48,7 @@ METRICS_NAME = "metrics.jsonl"
 
 def _read_classes(classes: Sequence[str] | str | os.PathLike) -> list[str]:
     if isinstance(classes, (str, os.PathLike)):
-        from nlflow.acquire.listfiles import read_classes
+        from nlflow.lists.listfiles import read_classes
 
         return read_classes(classes)
     return list(classes)

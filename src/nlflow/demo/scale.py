@@ -43,8 +43,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from nlflow.acquire.demo import write_video
-from nlflow.acquire.demo_layouts import (
+from nlflow.demo.dataset import write_video
+from nlflow.demo.layouts import (
     ARCHIVE_MTIME,
     NUM_GROUPS,
     NUM_SPLITS,
@@ -80,7 +80,7 @@ UCF101_CLASSES = (
     "TableTennisShot", "TaiChi", "TennisSwing", "ThrowDiscus", "TrampolineJumping", "Typing",
     "UnevenBars", "VolleyballSpiking", "WalkingWithDog", "WallPushups", "WritingOnBoard", "YoYo",
 )
-# The official files spell this class differently from its folder (see nlflow.acquire.ucf101).
+# The official files spell this class differently from its folder (see nlflow.lists.ucf101).
 FILE_SPELLING = {"HandstandPushups": "HandStandPushups"}
 
 FULL_VIDEOS = 13_320

@@ -18,9 +18,9 @@ import os
 import re
 from pathlib import Path
 
-from nlflow.acquire.holdout import attach_validation
-from nlflow.acquire.listfiles import DatasetLists, ListedVideo, list_paths, write_lists
-from nlflow.acquire.split_files import (
+from nlflow.lists.holdout import attach_validation
+from nlflow.lists.listfiles import DatasetLists, ListedVideo, list_paths, write_lists
+from nlflow.lists.split_files import (
     ClassCountError,
     DuplicateEntryError,
     LabelError,

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nlflow.acquire.listfiles import DatasetLists, ListedVideo
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.errors import NlflowError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlflow.acquire.extract import ExtractError, detect_format, extract_archive
+from nlflow.archives.extract import ExtractError, detect_format, extract_archive
 from nlflow.fileio import atomic_path
 
 log = logging.getLogger(__name__)

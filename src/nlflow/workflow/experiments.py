@@ -21,7 +21,7 @@ import yaml
 
 from nlflow.errors import ConfigError
 from nlflow.weights.zoo import resolve_pretrained
-from nlflow.workflow_config import coerce_to_schema
+from nlflow.workflow.config import coerce_to_schema
 
 NAME_COLUMN = "name"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

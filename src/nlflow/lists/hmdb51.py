@@ -18,8 +18,8 @@ import os
 import re
 from pathlib import Path
 
-from nlflow.acquire.listfiles import DatasetLists, ListedVideo
-from nlflow.acquire.split_files import (
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
+from nlflow.lists.split_files import (
     DuplicateEntryError,
     MalformedLineError,
     MissingSplitFileError,
@@ -30,7 +30,7 @@ from nlflow.acquire.split_files import (
     read_lines,
     where,
 )
-from nlflow.acquire.video_tree import class_folders
+from nlflow.lists.video_tree import class_folders
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from typing import Any, Mapping, Sequence
 
 from nlflow.errors import NlflowError
 
-log = logging.getLogger("nlflow.stages")
+log = logging.getLogger("nlflow.workflow.stages")
 
 
 def make_demo_dataset(
     out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
 ) -> None:
-    from nlflow.acquire.demo import generate_demo
+    from nlflow.demo.dataset import generate_demo
 
     summary = generate_demo(
         out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
@@ -34,7 +34,7 @@ def make_demo_dataset(
 
 def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None:
     from nlflow.models.builder import ModelConfig
-    from nlflow.weights.demo import write_demo_pretrained
+    from nlflow.demo.weights import write_demo_pretrained
 
     config = ModelConfig.from_dict(dict(model, num_classes=400))
     write_demo_pretrained(pkl, config, num_pretrain_classes=400, seed=seed)
@@ -44,7 +44,7 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
 def download(
     urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None
 ) -> None:
-    from nlflow.acquire.download import fetch
+    from nlflow.archives.download import fetch
 
     result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
     how = "already present" if result.already_present else f"from {result.source}"
@@ -53,8 +53,8 @@ def download(
 
 def extract(archive: str, target_dir: str, nested: bool = False) -> None:
     """Extract one archive; ``nested``: it holds one archive per class (HMDB-51's videos)."""
-    from nlflow.acquire.extract import extract_archive
-    from nlflow.acquire.nested_extract import extract_nested
+    from nlflow.archives.extract import extract_archive
+    from nlflow.archives.nested_extract import extract_nested
 
     if nested:
         nested_result = extract_nested(archive, target_dir)
@@ -74,9 +74,9 @@ def make_lists(
     out: Mapping[str, str],
 ) -> None:
     """The configured dataset's train / val / test lists, classes.txt and lists.json (``out``: name -> path)."""
-    from nlflow.acquire.datasets import make_dataset_lists
-    from nlflow.acquire.holdout import VALIDATION_TEXT
-    from nlflow.acquire.listfiles import write_lists
+    from nlflow.lists.datasets import make_dataset_lists
+    from nlflow.lists.holdout import VALIDATION_TEXT
+    from nlflow.lists.listfiles import write_lists
 
     lists = make_dataset_lists(dataset, videos_dir, splits_dir)
     write_lists(out, lists)
@@ -99,7 +99,7 @@ def downscale(
     qscale: int,
     n_jobs: int,
 ) -> None:
-    from nlflow.acquire.video_tree import list_videos, video_root
+    from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.fileio import resumable_dir
     from nlflow.video.downscale import downscale_all
 
@@ -133,7 +133,7 @@ def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) ->
 
 
 def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
-    from nlflow.acquire.listfiles import format_list, read_list
+    from nlflow.lists.listfiles import format_list, read_list
     from nlflow.fileio import write_text_atomic
     from nlflow.store.shuffle import shuffle_repeat
     from nlflow.video.downscale import read_manifest
@@ -153,7 +153,7 @@ def write_lmdb(
     kind: str,
     embed: bool,
 ) -> None:
-    from nlflow.acquire.listfiles import read_classes, read_list
+    from nlflow.lists.listfiles import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
     from nlflow.video.downscale import read_manifest
 
@@ -211,7 +211,7 @@ def train(
     :mod:`nlflow.train.launch`). One process runs the loop here; more run under torchrun (and srun
     across nodes), all on the same run folder, settings and inputs, given on their command line.
     """
-    from nlflow.acquire.listfiles import read_classes
+    from nlflow.lists.listfiles import read_classes
     from nlflow.fileio import write_text_atomic
     from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
     from nlflow.train.loop import FINAL_NAME, train as run_training
@@ -273,7 +273,7 @@ def evaluate(
     operational: Mapping[str, Any],
     amp: str = "none",
 ) -> None:
-    from nlflow.evaluate.multiview import evaluate as run_evaluation
+    from nlflow.evaluate.run import evaluate as run_evaluation
     from nlflow.video.views import ViewSpec
 
     spec = ViewSpec.from_dict(dict(views))

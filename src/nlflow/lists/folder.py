@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
-from nlflow.acquire.holdout import hold_out
-from nlflow.acquire.listfiles import DatasetLists, ListedVideo
-from nlflow.acquire.split_files import (
+from nlflow.lists.holdout import hold_out
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
+from nlflow.lists.split_files import (
     DuplicateEntryError,
     LabelError,
     MalformedLineError,
@@ -30,7 +30,7 @@ from nlflow.acquire.split_files import (
     read_lines,
     where,
 )
-from nlflow.acquire.video_tree import VIDEO_SUFFIXES, class_folders, is_video_file, list_videos
+from nlflow.lists.video_tree import VIDEO_SUFFIXES, class_folders, is_video_file, list_videos
 from nlflow.errors import NlflowError
 
 log = logging.getLogger(__name__)

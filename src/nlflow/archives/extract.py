@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 import rars
 from tqdm import tqdm
 
-from nlflow.acquire.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarListing, RarMember, Unlisted, list_rar
+from nlflow.archives.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarListing, RarMember, Unlisted, list_rar
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path
 

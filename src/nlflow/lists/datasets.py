@@ -15,18 +15,18 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nlflow.acquire.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
-from nlflow.acquire.hmdb51 import hmdb51_lists
-from nlflow.acquire.holdout import attach_validation
-from nlflow.acquire.listfiles import DatasetLists
-from nlflow.acquire.ucf101 import ucf101_lists
-from nlflow.acquire.video_tree import video_root
+from nlflow.lists.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
+from nlflow.lists.hmdb51 import hmdb51_lists
+from nlflow.lists.holdout import attach_validation
+from nlflow.lists.listfiles import DatasetLists
+from nlflow.lists.ucf101 import ucf101_lists
+from nlflow.lists.video_tree import video_root
 from nlflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_PARTS = ("videos", "splits")
-DEMO_NUM_CLASSES = 5  # nlflow.acquire.demo.DEMO_CLASSES; not imported here to keep start-up light
+DEMO_NUM_CLASSES = 5  # len(nlflow.demo.dataset.DEMO_CLASSES); not imported here to keep start-up light
 # Keys only one kind reads: set for another kind they are a mistake, not something to ignore.
 FOLDER_ONLY_KEYS = ("root", "lists", "group_pattern")
 

@@ -11,6 +11,8 @@ checkpoint periods, views per forward pass, ...) travel in an :class:`Operationa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Mapping
 
@@ -104,3 +106,15 @@ def operational_params(section: Mapping[str, Any], name: str) -> Operational:
     if name not in OPERATIONAL_KEYS:
         raise ConfigError(f"config section {name!r} has no operational settings")
     return Operational({key: value for key, value in section.items() if key in OPERATIONAL_KEYS[name]})
+
+
+# In a demo config's pretrained.pkl, replaced per experiment by demo_model_id(model).
+DEMO_MODEL_PLACEHOLDER = "{demo_model}"
+
+
+def demo_model_id(model: Mapping[str, Any]) -> str:
+    """A file-name id for the demo weights of one network: readable, and one per architecture, so
+    experiments that compare architectures each start from a demo file of their own shape."""
+    shape = {key: value for key, value in model.items() if key != "dropout"}  # dropout has no weights
+    digest = hashlib.sha256(json.dumps(canonical(shape), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{model['arch']}{'_nonlocal' if model.get('use_nonlocal') else ''}_{digest}"

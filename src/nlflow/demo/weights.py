@@ -7,11 +7,8 @@ conversion path as the real weights.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -21,8 +18,6 @@ from nlflow.weights.caffe2_pickle import write_caffe2_pickle
 from nlflow.weights.name_map import BN_STAT_ROLES, state_dict_to_blobs, tensor_names
 
 DEMO_MODEL_ITER = 400000
-# In a demo config's pretrained.pkl, replaced per experiment by demo_model_id(model).
-DEMO_MODEL_PLACEHOLDER = "{demo_model}"
 DEMO_LR = 1e-4
 
 
@@ -41,13 +36,3 @@ def write_demo_pretrained(
     blobs["model_iter"] = np.array([DEMO_MODEL_ITER], dtype=np.int64)
     blobs["lr"] = np.array([DEMO_LR], dtype=np.float32)
     return write_caffe2_pickle(path, blobs, protocol=2)
-
-
-def demo_model_id(model: Mapping[str, Any]) -> str:
-    """A file-name id for the demo weights of one network: readable, and one per architecture, so
-    experiments that compare architectures each start from a demo file of their own shape."""
-    from nlflow.workflow_config import canonical
-
-    shape = {key: value for key, value in model.items() if key != "dropout"}  # dropout has no weights
-    digest = hashlib.sha256(json.dumps(canonical(shape), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{model['arch']}{'_nonlocal' if model.get('use_nonlocal') else ''}_{digest}"

@@ -20,16 +20,15 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Sequence
 
 from tqdm import tqdm
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import read_text_checked, write_text_atomic
+from nlflow.fileio import CHUNK_BYTES, file_digest, hash_stream, read_text_checked, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
 _MAX_BACKOFF_S = 60.0
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -173,29 +172,10 @@ def record_in_lock_file(path: str | os.PathLike, name: str, digest: str) -> None
     write_text_atomic(path, "".join(f"{entries[key]}  {key}\n" for key in sorted(entries)))
 
 
-def sha256_of_file(path: str | os.PathLike, progress: bool = True) -> str:
-    return _digest_of_file(path, hashlib.sha256(), progress)
-
-
-def md5_of_file(path: str | os.PathLike, progress: bool = True) -> str:
-    return _digest_of_file(path, hashlib.md5(usedforsecurity=False), progress)
-
-
-def _digest_of_file(path: str | os.PathLike, hasher: "hashlib._Hash", progress: bool) -> str:
-    path = Path(path)
-    with open(path, "rb") as handle, _progress_bar(path.stat().st_size, 0, f"verify {path.name}", progress) as bar:
-        _hash_stream(handle, hasher, bar)
-    return hasher.hexdigest()
-
-
-def _hash_stream(handle: BinaryIO, hasher: "hashlib._Hash", bar: tqdm | None = None) -> int:
-    total = 0
-    while chunk := handle.read(CHUNK_BYTES):
-        hasher.update(chunk)
-        total += len(chunk)
-        if bar is not None:
-            bar.update(len(chunk))
-    return total
+def _file_digest(path: Path, algorithm: str) -> str:
+    """``file_digest`` of a downloaded file, with a progress bar (archives run to gigabytes)."""
+    with _progress_bar(path.stat().st_size, 0, f"verify {path.name}") as bar:
+        return file_digest(path, algorithm, bar.update)
 
 
 def _verify_existing(
@@ -203,10 +183,10 @@ def _verify_existing(
     md5: str | None = None,
 ) -> FetchResult | None:
     """Return a result when ``dest`` is already the right file; None when it must be fetched again."""
-    if md5 is not None and (actual := md5_of_file(dest)) != md5:
+    if md5 is not None and (actual := _file_digest(dest, "md5")) != md5:
         log.warning("%s exists but its MD5 %s differs from the configured %s; downloading it again", dest, actual, md5)
         return None
-    digest = sha256_of_file(dest)
+    digest = _file_digest(dest, "sha256")
     size = dest.stat().st_size
     if expected is None:
         recorded = False
@@ -230,7 +210,7 @@ def _finish(
     dest: Path, part: Path, digest: str, size: int, url: str, resumed: bool,
     expected: str | None, expected_from: str, lock_file: str | os.PathLike | None, md5: str | None = None,
 ) -> FetchResult:
-    if md5 is not None and (actual := md5_of_file(part)) != md5:
+    if md5 is not None and (actual := _file_digest(part, "md5")) != md5:
         part.unlink(missing_ok=True)
         raise DownloadError(
             f"{dest.name}: MD5 mismatch (expected {md5} from the configured md5, got {actual} from {url}); "
@@ -327,7 +307,7 @@ def _resume_offset(part: Path, hasher: "hashlib._Hash", total: int | None) -> in
         part.unlink()
         return 0
     with open(part, "rb") as handle:
-        _hash_stream(handle, hasher)
+        hash_stream(handle, hasher)
     return size
 
 
@@ -413,8 +393,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _progress_bar(total: int | None, initial: int, name: str, enabled: bool = True) -> tqdm:
+def _progress_bar(total: int | None, initial: int, name: str) -> tqdm:
     return tqdm(
-        total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
-        disable=None if enabled else True, leave=False,
+        total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=None,
+        leave=False,
     )

@@ -9,7 +9,7 @@ and a model must use time. The output mimics the real downloads byte for byte in
 for 3 splits). One truncated video exercises the error path downstream; two videos shorter than one
 clip (one in a training group, one in a test group of split 1) exercise periodic clip sampling.
 The same videos can be packaged as HMDB-51's downloads or as a plain folder instead
-(``nlflow.acquire.demo_layouts``), so every dataset kind runs with no network.
+(``nlflow.demo.layouts``), so every dataset kind runs with no network.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from nlflow.acquire.demo_layouts import (
+from nlflow.demo.layouts import (
     FORMATS,
     NUM_GROUPS,
     PACKAGE,
