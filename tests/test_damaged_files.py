@@ -29,10 +29,10 @@ from nlflow.workflow.adapter import run_stage
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate import EvaluationError, evaluate, reaggregate
 from nlflow.evaluate.report import ReportError, read_metrics_jsonl, write_report
-from nlflow.models import CheckpointError, ModelConfig, build_model, read_checkpoint, save_model_checkpoint
+from nlflow.models import CheckpointError, ModelConfig, build_model, read_checkpoint, save_checkpoint
 from nlflow.store.lmdb_store import LmdbReader, LmdbStoreError, write_store
-from nlflow.train.snapshots import checkpoint_path, load_latest, save_checkpoint
-from nlflow.video.downscale import ManifestError, ManifestRow, read_manifest, write_manifest
+from nlflow.train.snapshots import load_latest_snapshot, save_snapshot, snapshot_path
+from nlflow.video.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
 
 from e2e_helpers import demo_config, planned_jobs, snakemake, write_config
 from test_lmdb_store import CLASSES, _make_videos
@@ -527,7 +527,7 @@ def test_damaged_evaluation_metrics_stop_the_report_with_the_rebuild_command(tmp
 @pytest.fixture()
 def model_file(tmp_path) -> Path:
     model = build_model(ModelConfig(num_classes=3, width=4, video_length=4, sample_rate=2))
-    return save_model_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c"])
+    return save_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c"])
 
 
 @pytest.mark.parametrize(
@@ -550,10 +550,10 @@ def test_a_damaged_model_checkpoint_is_one_line(model_file, capsys, damage, reas
 @pytest.mark.parametrize("damage", [cut_to_half, flip_bit], ids=["cut", "flipped"])
 def test_resuming_skips_a_damaged_newest_snapshot(tmp_path, caplog, damage):
     for iteration in (10, 20):
-        save_checkpoint(tmp_path, iteration, {"weight": torch.full((4000,), float(iteration))}, keep=2)
-    damage(checkpoint_path(tmp_path, 20))
+        save_snapshot(tmp_path, iteration, {"weight": torch.full((4000,), float(iteration))}, keep=2)
+    damage(snapshot_path(tmp_path, 20))
     with caplog.at_level(logging.WARNING, logger="nlflow.train.snapshots"):
-        state = load_latest(tmp_path)
+        state = load_latest_snapshot(tmp_path)
     assert state["iteration"] == 10 and torch.equal(state["weight"], torch.full((4000,), 10.0))
     assert "skipping unreadable checkpoint" in caplog.text and "iter_00000020.pt" in caplog.text
 

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 
 from nlflow.demo.dataset import read_frame_index, render_class_frames, truncate_video, write_video
-from nlflow.video.downscale import (
-    ManifestError,
-    ManifestRow,
-    downscale_all,
-    downscale_video,
-    output_size,
-    read_manifest,
-    write_manifest,
-)
+from nlflow.video.downscale import downscale_all, downscale_video, output_size
+from nlflow.video.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
 from video_helpers import decode_all
 
 

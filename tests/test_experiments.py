@@ -13,7 +13,7 @@ from e2e_helpers import REPO
 from nlflow.errors import ConfigError
 from nlflow.evaluate.compare import experiment_row, view_gmacs, write_comparison
 from nlflow.workflow.experiments import read_experiments
-from nlflow.models import ModelConfig, build_model, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, save_checkpoint
 from nlflow.workflow.config import coerce_to_schema
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
@@ -77,7 +77,7 @@ def test_rows_share_the_data_stages(tmp_path, base):
 def test_comparison_table_markdown_and_chart(tmp_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=4, num_classes=5, video_length=4, sample_rate=2))
-    ckpt = save_model_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c", "d", "e"])
+    ckpt = save_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c", "d", "e"])
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"top1": 0.8, "top5": 1.0, "clip_top1": 0.7, "mean_class_accuracy": 0.75,
                                    "spec": {"video_length": 4, "crop_size": 64}, "run": {"seconds": 30.0}}))

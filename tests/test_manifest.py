@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from nlflow.store.manifest import ManifestError, summarize_exclusions, usable_entries
+from nlflow.video.manifest import ManifestError, summarize_exclusions, usable_entries
 
 
 @dataclass

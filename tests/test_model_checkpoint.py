@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nlflow.errors import NlflowError
-from nlflow.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
+from nlflow.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def _trained_looking_model(cfg: ModelConfig) -> nn.Module:
@@ -24,7 +24,7 @@ def _trained_looking_model(cfg: ModelConfig) -> nn.Module:
 def test_round_trip_gives_identical_outputs_and_metadata(tmp_path):
     cfg = ModelConfig(width=4, num_classes=3, video_length=4)
     model = _trained_looking_model(cfg).eval()
-    path = save_model_checkpoint(tmp_path / "m.pt", model, classes=["a", "b", "c"], extra={"iter": 10, "note": "x"})
+    path = save_checkpoint(tmp_path / "m.pt", model, classes=["a", "b", "c"], extra={"iter": 10, "note": "x"})
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary left behind
 
     raw = torch.load(path, weights_only=True)
@@ -41,16 +41,16 @@ def test_round_trip_gives_identical_outputs_and_metadata(tmp_path):
 
 def test_wrapped_models_are_unwrapped(tmp_path):
     model = build_model(ModelConfig(width=4, num_classes=2, frozen_bn=True))
-    save_model_checkpoint(tmp_path / "w.pt", nn.DataParallel(model))
+    save_checkpoint(tmp_path / "w.pt", nn.DataParallel(model))
     assert set(read_checkpoint(tmp_path / "w.pt")["state_dict"]) == set(model.state_dict())
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
     model = build_model(ModelConfig(width=4, num_classes=2))
     with pytest.raises(CheckpointError, match="3 class names"):
-        save_model_checkpoint(tmp_path / "a.pt", model, classes=["a", "b", "c"])
+        save_checkpoint(tmp_path / "a.pt", model, classes=["a", "b", "c"])
     with pytest.raises(CheckpointError, match="only plain types"):
-        save_model_checkpoint(tmp_path / "b.pt", model, extra={"bad": object()})
+        save_checkpoint(tmp_path / "b.pt", model, extra={"bad": object()})
     assert not (tmp_path / "b.pt").exists()
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -61,7 +61,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not an nlflow model checkpoint"):
         read_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="ModelConfig"):
-        save_model_checkpoint(tmp_path / "c.pt", nn.Linear(2, 2))
+        save_checkpoint(tmp_path / "c.pt", nn.Linear(2, 2))
 
 
 class _RunsCode:
@@ -79,7 +79,7 @@ def test_a_file_with_pickled_code_gets_one_line(tmp_path):
 
 def test_weights_that_do_not_fit_the_config_are_reported(tmp_path):
     model = build_model(ModelConfig(width=4, num_classes=2))
-    path = save_model_checkpoint(tmp_path / "m.pt", model)
+    path = save_checkpoint(tmp_path / "m.pt", model)
     raw = torch.load(path, weights_only=True)
     raw["model_config"]["num_classes"] = 5
     torch.save(raw, path)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nlflow.errors import ConfigError
-from nlflow.models import ModelConfig, build_model, load_checkpoint, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from nlflow.models.builder import res5_temporal_length
 from nlflow.models.nonlocal_block import NonLocalBlock
 from nonlocal_reference import reference_attend
@@ -118,7 +118,7 @@ def test_new_fields_are_validated():
 
 def test_checkpoints_without_the_new_fields_still_load(tmp_path):
     cfg = ModelConfig(width=4, num_classes=3, video_length=4)
-    path = save_model_checkpoint(tmp_path / "old.pt", build_model(cfg).eval())
+    path = save_checkpoint(tmp_path / "old.pt", build_model(cfg).eval())
     payload = torch.load(path, weights_only=True)
     for key in ("stem_temporal_stride", "nonlocal_norm", "nonlocal_temporal_group"):
         del payload["model_config"][key]  # as written before the variants existed

@@ -14,7 +14,7 @@ from nlflow.demo.dataset import make_class_video, truncate_video
 from nlflow.errors import NlflowError
 from nlflow.evaluate.metrics import aggregate_scores, topk_accuracy
 from nlflow.evaluate import EvaluationError, ViewScorer, evaluate, reaggregate
-from nlflow.models import ModelConfig, build_model, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, save_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.video.views import ViewSpec
 
@@ -34,7 +34,7 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
         if isinstance(module, torch.nn.BatchNorm3d):
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
-    return save_model_checkpoint(path, model, CLASSES, extra=TEST_EXTRA)
+    return save_checkpoint(path, model, CLASSES, extra=TEST_EXTRA)
 
 
 def tiny_videos(root: Path, per_class: int = 2, frames: int = 24) -> tuple[list[tuple[str, int]], dict[str, int]]:

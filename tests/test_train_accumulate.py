@@ -11,11 +11,11 @@ import torch
 from nlflow.device_memory import largest_fitting_batch, requested_bytes
 from nlflow.errors import TrainingError
 from nlflow.evaluate import EvaluationError, ViewScorer
-from nlflow.models import ModelConfig, build_model, load_checkpoint, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from nlflow.train import train
 from nlflow.train.loop import weights_digest
 from nlflow.train.runtime import fitting_accumulate
-from nlflow.train.snapshots import list_checkpoints
+from nlflow.train.snapshots import list_snapshots
 from test_train_loop import CLASSES, tiny_data, tiny_settings  # noqa: F401 (tiny_data is a fixture)
 
 OOM_TEXT = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.64 GiB of "
@@ -34,7 +34,7 @@ def frozen_init(tmp_path_factory):
     """Frozen (affine) BN: a micro-batch's statistics cannot differ from the whole batch's."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4, sample_rate=2, frozen_bn=True))
-    return save_model_checkpoint(tmp_path_factory.mktemp("frozen") / "init.pt", model, CLASSES)
+    return save_checkpoint(tmp_path_factory.mktemp("frozen") / "init.pt", model, CLASSES)
 
 
 def _state(path):
@@ -62,7 +62,7 @@ def test_a_run_resumed_mid_way_with_accumulation_ends_bit_identical(tiny_data, t
     # The same run as if killed right after its snapshot at iteration 4.
     cut = tmp_path / "cut"
     shutil.copytree(whole, cut)
-    for iteration, path in list_checkpoints(cut / "checkpoints"):
+    for iteration, path in list_snapshots(cut / "checkpoints"):
         if iteration > 4:
             path.unlink()
     (cut / "model_final.pt").unlink()

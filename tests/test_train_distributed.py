@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nlflow.models import load_checkpoint
-from nlflow.train.snapshots import load_latest
+from nlflow.train.snapshots import load_latest_snapshot
 
 from test_train_loop import tiny_data, tiny_settings  # noqa: F401  (module-scoped fixture)
 
@@ -35,7 +35,7 @@ def test_torchrun_two_processes_train_in_step(tiny_data, tmp_path):  # noqa: F81
     # The loop compares a digest of every rank's weights before the final checkpoint.
     assert "weights identical on all 2 processes" in proc.stdout
     assert "over 2 process(es)" in proc.stdout
-    state = load_latest(out / "checkpoints")
+    state = load_latest_snapshot(out / "checkpoints")
     assert state["world_size"] == 2 and len(state["rng"]) == 2  # one RNG state per rank, for resuming
     model = load_checkpoint(out / "model_final.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())

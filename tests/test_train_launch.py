@@ -17,7 +17,7 @@ import torch
 from nlflow.workflow import stages
 from nlflow.errors import ConfigError
 from nlflow.logs import setup_logging
-from nlflow.models import ModelConfig, build_model, read_checkpoint, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, read_checkpoint, save_checkpoint
 from nlflow.train.launch import (
     LaunchError,
     LaunchPlan,
@@ -224,7 +224,7 @@ def test_stage_with_two_cpu_processes_matches_one_process(tiny_data, tmp_path, l
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what run_stage sets from the rule's threads
     torch.manual_seed(0)
     init = tmp_path / "init_affine.pt"
-    save_model_checkpoint(init, build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4,
+    save_checkpoint(init, build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4,
                                                         sample_rate=2, frozen_bn=True, dropout=0.0)), CLASSES)
     settings = tiny_settings(max_iter=4, checkpoint_period=2, log_period=2, val_period=2, dropout=0.0,
                              precise_bn_iters=0)

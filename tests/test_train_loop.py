@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from nlflow.demo.dataset import DEMO_CLASSES, make_class_video
-from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_model_checkpoint
+from nlflow.models import ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from nlflow.store.lmdb_store import write_store
 from nlflow.train import TrainSettings, train
-from nlflow.train.snapshots import list_checkpoints, load_checkpoint_file, load_latest
+from nlflow.train.snapshots import list_snapshots, load_latest_snapshot, load_snapshot
 from nlflow.train.loop import TrainingError, data_wait_advice, weights_digest
 
 CLASSES = list(DEMO_CLASSES)
@@ -44,7 +44,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     (root / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4, sample_rate=2))
-    save_model_checkpoint(root / "init.pt", model, CLASSES)
+    save_checkpoint(root / "init.pt", model, CLASSES)
     return {"train": root / "train.lmdb", "val": root / "val.lmdb", "init": root / "init.pt",
             "classes": root / "classes.txt"}
 
@@ -92,8 +92,8 @@ def test_train_writes_model_metrics_and_checkpoints(tiny_data, tmp_path):
     vals = [m for m in metrics if "val_top1" in m]
     assert [m["iter"] for m in vals] == [3, 6] and all(m["val_clips"] == 5 for m in vals)
 
-    assert [i for i, _ in list_checkpoints(out / "checkpoints")] == [4, 6]
-    state = load_latest(out / "checkpoints")
+    assert [i for i, _ in list_snapshots(out / "checkpoints")] == [4, 6]
+    state = load_latest_snapshot(out / "checkpoints")
     assert state["finished"] and state["iteration"] == 6
     # The final model is the finished checkpoint (precise BN included).
     for key, value in state["model"].items():
@@ -131,9 +131,9 @@ def test_fp16_loss_scaling_and_channels_last_resume_exactly(tiny_data, tmp_path)
     settings = tiny_settings(amp="fp16", channels_last=True, max_iter=4, checkpoint_period=2, keep_checkpoints=3,
                              log_period=2, val_period=0, precise_bn_iters=1)
     whole = train(settings, tiny_data["train"], tiny_data["val"], tiny_data["init"], tmp_path / "whole", CLASSES)
-    saved = dict(list_checkpoints(tmp_path / "whole" / "checkpoints"))
+    saved = dict(list_snapshots(tmp_path / "whole" / "checkpoints"))
     assert sorted(saved) == [2, 4]
-    middle, end = load_checkpoint_file(saved[2]), load_checkpoint_file(saved[4])
+    middle, end = load_snapshot(saved[2]), load_snapshot(saved[4])
     assert middle["scaler"]["scale"] > 0 and middle["scaler"] != end["scaler"]
     weights = read_checkpoint(whole)["state_dict"]
     assert all(v.dtype != torch.float16 for v in weights.values())  # master weights stay fp32
@@ -144,7 +144,7 @@ def test_fp16_loss_scaling_and_channels_last_resume_exactly(tiny_data, tmp_path)
     resumed = train(settings, tiny_data["train"], tiny_data["val"], tiny_data["init"], tmp_path / "resumed",
                     CLASSES)
     assert weights_digest(load_checkpoint(resumed)) == weights_digest(load_checkpoint(whole))
-    assert load_latest(tmp_path / "resumed" / "checkpoints")["scaler"] == end["scaler"]
+    assert load_latest_snapshot(tmp_path / "resumed" / "checkpoints")["scaler"] == end["scaler"]
 
 
 def test_wrong_number_of_classes_is_a_clear_error(tiny_data, tmp_path):
@@ -174,13 +174,13 @@ def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
     out = tmp_path / "killed"
     proc = _train_cli(tiny_data, out, settings)
     deadline = time.monotonic() + 240
-    while not list_checkpoints(out / "checkpoints") and proc.poll() is None and time.monotonic() < deadline:
+    while not list_snapshots(out / "checkpoints") and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "model_final.pt").exists()
-    killed_at = list_checkpoints(out / "checkpoints")[-1][0]
+    killed_at = list_snapshots(out / "checkpoints")[-1][0]
     assert killed_at < 16
 
     again = _train_cli(tiny_data, out, settings)
@@ -219,7 +219,7 @@ def test_a_diverging_run_stops_before_the_bad_update_and_keeps_the_last_good_che
     assert match, message
     stopped, kept = int(match.group(1)), int(match.group(5))
     assert kept == stopped - 1 >= 1
-    assert list_checkpoints(out / "checkpoints")[-1][0] == kept
-    assert all(torch.isfinite(v).all() for v in load_checkpoint_file(match.group(4))["model"].values()
+    assert list_snapshots(out / "checkpoints")[-1][0] == kept
+    assert all(torch.isfinite(v).all() for v in load_snapshot(match.group(4))["model"].values()
                if v.is_floating_point())
     assert not (out / "model_final.pt").exists()

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES, aggregate_scores, top_k
 from nlflow.evaluate.scorer import ViewScorer
 from nlflow.video.views import ViewSpec, load_test_view_frames
@@ -100,11 +100,6 @@ def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def score_video(source: str | os.PathLike | bytes, scorer: ViewScorer, spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per-view (probs [V, C], logits [V, C]) of one video: the test views + the shared scorer."""
     return scorer.score(load_test_view_frames(source, spec))
@@ -150,7 +145,7 @@ def predict_videos(
         except Exception as exc:  # per-file isolation: one bad file must not stop the others
             if not isinstance(exc, NlflowError):
                 log.debug("prediction for %s failed", name, exc_info=True)
-            message = _one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {_one_line(exc)}"
+            message = one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {one_line(exc)}"
             predictions.append(Prediction(name, error=message))
             continue
         scores = aggregate_scores(probs[None], logits[None], aggregate)[0]

@@ -26,7 +26,7 @@ import rars
 from tqdm import tqdm
 
 from nlflow.archives.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarListing, RarMember, Unlisted, list_rar
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,9 @@ def extract_archive(
                 _extract_with(source, plan, staging, archive.name)
                 verify_tree(staging, plan, check_crc=False)  # zipfile checked CRCs while reading
     except rars.UnsafeArchivePath as exc:
-        raise UnsafeArchiveError(f"{archive.name}: refused by the RAR reader: {_one_line(exc)}") from exc
+        raise UnsafeArchiveError(f"{archive.name}: refused by the RAR reader: {one_line(exc)}") from exc
     except (rars.Error, zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise ExtractError(f"{archive.name}: the archive is damaged or unreadable ({_one_line(exc)})") from exc
+        raise ExtractError(f"{archive.name}: the archive is damaged or unreadable ({one_line(exc)})") from exc
     files = [entry for entry in plan if entry.kind == "file"]
     for name in skipped:
         log.warning("%s: skipped %s (links and special files are not created)", archive.name, name)
@@ -245,10 +245,6 @@ def _crc32_of(path: Path) -> int:
         while chunk := handle.read(CHUNK_BYTES):
             crc = zlib.crc32(chunk, crc)
     return crc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from nlflow.lists.split_files import (
     UnknownClassError,
     check_class_count,
     check_videos_exist,
+    find_split_dir,
     read_lines,
     where,
 )
@@ -41,13 +42,6 @@ _SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
 # _<visible body part>_<camera motion>_<number of people>_<viewpoint>_<quality>_<clip number>
 _TAGS = re.compile(r"_[a-z]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:bad|med|goo)_\d+$")
 _CLIP_NUMBER = re.compile(r"_\d+$")
-
-
-def find_split_dir(splits_dir: str | os.PathLike) -> Path:
-    """Accept the ``testTrainMulti_7030_splits`` folder itself or the folder that contains it."""
-    splits_dir = Path(splits_dir)
-    nested = splits_dir / SPLIT_DIRNAME
-    return nested if nested.is_dir() else splits_dir
 
 
 def source_film(name: str, class_name: str) -> str:
@@ -89,7 +83,7 @@ def hmdb51_lists(
     """One official split as train and test lists (no validation list yet: see attach_validation)."""
     if split not in range(1, NUM_SPLITS + 1):
         raise SplitFileError(f"split must be 1..{NUM_SPLITS}, got {split!r}")
-    split_dir = find_split_dir(splits_dir)
+    split_dir = find_split_dir(splits_dir, SPLIT_DIRNAME)
     video_root = Path(video_root)
     classes = class_folders(video_root)
     check_class_count(classes, expected_num_classes, f"{video_root} (class folders)", expected_from)

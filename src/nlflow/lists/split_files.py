@@ -65,6 +65,13 @@ def read_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
     return out
 
 
+def find_split_dir(path: str | os.PathLike, dirname: str) -> Path:
+    """An official split folder given as itself or as the folder that contains it (an extracted
+    split archive): ``path / dirname`` when that folder exists, else ``path``."""
+    nested = Path(path) / dirname
+    return nested if nested.is_dir() else Path(path)
+
+
 def where(path: str | os.PathLike, line_no: int) -> str:
     return f"{path}:{line_no}"
 

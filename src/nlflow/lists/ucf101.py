@@ -30,6 +30,7 @@ from nlflow.lists.split_files import (
     UnknownClassError,
     check_class_count,
     check_videos_exist,
+    find_split_dir,
     read_lines,
     where,
 )
@@ -177,14 +178,6 @@ def check_disjoint(train: list[VideoEntry], test: list[VideoEntry]) -> None:
             )
 
 
-def find_split_dir(split_dir: str | os.PathLike) -> Path:
-    """Accept the ``ucfTrainTestlist`` folder itself or the folder that contains it."""
-    split_dir = Path(split_dir)
-    if not (split_dir / "classInd.txt").is_file() and (split_dir / SPLIT_DIRNAME / "classInd.txt").is_file():
-        return split_dir / SPLIT_DIRNAME
-    return split_dir
-
-
 def load_split(
     split_dir: str | os.PathLike, split: int, expected_num_classes: int | None = None,
     expected_from: str | None = None,
@@ -192,7 +185,7 @@ def load_split(
     """Parse and cross-check one official split: (classes, train entries, test entries)."""
     if split not in range(1, NUM_SPLITS + 1):
         raise SplitFileError(f"split must be 1..{NUM_SPLITS}, got {split!r}")
-    root = find_split_dir(split_dir)
+    root = find_split_dir(split_dir, SPLIT_DIRNAME)
     classes = parse_class_index(root / "classInd.txt")
     check_class_count(classes, expected_num_classes, root / "classInd.txt", expected_from)
     train = parse_video_list(root / f"trainlist{split:02d}.txt", classes, labelled=True)

@@ -16,14 +16,11 @@ silently train on less than the labelled action); a file with no frames is ``emp
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -32,32 +29,14 @@ import av
 import av.error
 from av.video.reformatter import VideoReformatter
 
-from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, read_text_checked, rebuild_hint, write_json_atomic, write_text_atomic
+from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.video.manifest import STATUSES, ManifestRow, write_manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ("video", "status", "frames", "fps", "width", "height", "bytes", "error")
-STATUSES = ("ok", "corrupt", "empty")
 SETTINGS_STAMP = ".downscale-settings.json"
 # Bump when the encoding recipe changes so existing outputs are redone.
 RECIPE_VERSION = 1
-
-
-class ManifestError(NlflowError):
-    """The downscale manifest is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    video: str
-    status: str
-    frames: int
-    fps: float
-    width: int
-    height: int
-    bytes: int
-    error: str = ""
 
 
 def output_size(width: int, height: int, short_side: int, upsample: bool) -> tuple[int, int]:
@@ -172,75 +151,6 @@ def _remove_stale(dst: Path) -> None:
     # an output left from an earlier run must not outlive a failed re-encode
     if dst.exists():
         dst.unlink()
-
-
-def write_manifest(path: str | os.PathLike[str], rows: Sequence[ManifestRow]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_FIELDS)
-    for row in rows:
-        writer.writerow([getattr(row, name) for name in MANIFEST_FIELDS])
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_manifest(path: str | os.PathLike[str], videos_dir: str | os.PathLike[str] | None = None) -> dict[str, ManifestRow]:
-    """video -> ``ManifestRow`` from a manifest written by ``downscale_all``.
-
-    A damaged manifest is a :class:`ManifestError` naming the line and the command that rebuilds
-    it: one cut off mid-line, a byte that is not UTF-8, a malformed row. A manifest cut off at a
-    line boundary parses, so with ``videos_dir`` (the downscaled videos it describes) every video
-    there must have its row, with the file size it records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"downscale manifest not found: {path}")
-    recover = rebuild_hint(path) + " (this re-runs the downscale job)"
-    reader = csv.DictReader(io.StringIO(read_text_checked(path, ManifestError, recover), newline=""))
-    if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-        raise ManifestError(f"{path}: header must be {','.join(MANIFEST_FIELDS)}; if nlflow wrote it, {recover}")
-    rows: dict[str, ManifestRow] = {}
-    for line, record in enumerate(reader, start=2):
-        row = _manifest_row(record)
-        if row is None:
-            raise ManifestError(f"{path}:{line} is damaged (malformed row {','.join(map(str, record.values()))!r:.120}); {recover}")
-        rows[row.video] = row
-    if videos_dir is not None:
-        problem = _disagreement_with_videos(rows, Path(videos_dir))
-        if problem:
-            raise ManifestError(f"{path} is damaged: {problem}; {recover}")
-    return rows
-
-
-def _manifest_row(record: dict) -> ManifestRow | None:
-    """The row of one CSV record, or None when the record is not one ``write_manifest`` writes."""
-    if None in record or None in record.values():  # too many or too few fields
-        return None
-    try:
-        row = ManifestRow(
-            video=record["video"], status=record["status"], frames=int(record["frames"]),
-            fps=float(record["fps"]), width=int(record["width"]), height=int(record["height"]),
-            bytes=int(record["bytes"]), error=record["error"],
-        )
-    except ValueError:
-        return None
-    return row if row.status in STATUSES and row.video else None
-
-
-def _disagreement_with_videos(rows: dict[str, ManifestRow], videos_dir: Path) -> str | None:
-    """What the manifest gets wrong about the downscaled videos next to it (a video without an ``ok``
-    row, or of another size than its row records), or None."""
-    on_disk = {
-        p.relative_to(videos_dir).as_posix(): p.stat().st_size
-        for p in videos_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".")  # the settings stamp and temporary files
-    }
-    unlisted = sorted(video for video in on_disk if video not in rows or rows[video].status != "ok")
-    if unlisted:
-        return f"{len(unlisted)} downscaled video(s) lack an 'ok' row, e.g. {unlisted[0]}"
-    wrong_size = sorted(video for video, size in on_disk.items() if rows[video].bytes != size)
-    if wrong_size:
-        return f"{len(wrong_size)} row(s) record another file size than the video has, e.g. {wrong_size[0]}"
-    return None
 
 
 def _settings(short_side: int, upsample: bool, keyframe_interval: int, qscale: int) -> dict:

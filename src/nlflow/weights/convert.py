@@ -13,7 +13,7 @@ import torch
 
 from nlflow.errors import NlflowError
 from nlflow.models.builder import ModelConfig, build_model
-from nlflow.models.checkpoint import read_checkpoint, save_model_checkpoint
+from nlflow.models.checkpoint import read_checkpoint, save_checkpoint
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
 from nlflow.weights.clean import CleanReport, clean_blobs
 from nlflow.weights.infer import ConvertError, infer_model_config, infer_network
@@ -134,7 +134,7 @@ def convert_caffe2_to_checkpoint(
         inferred=inferred,
         notes=notes,
     )
-    save_model_checkpoint(dst, model, classes=classes, extra={"source": str(src), "convert": report.to_dict()})
+    save_checkpoint(dst, model, classes=classes, extra={"source": str(src), "convert": report.to_dict()})
     log.info("%s", report.summary())
     return report
 

@@ -19,7 +19,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, one_line
 from nlflow.weights.zoo import resolve_pretrained
 from nlflow.workflow.config import coerce_to_schema
 
@@ -104,7 +104,7 @@ def read_experiments(path: str | os.PathLike, base_config: Mapping[str, Any], sc
     except FileNotFoundError:
         raise ConfigError(f"experiments table not found: {where}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: not a tab-separated table ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{where}: not a tab-separated table ({one_line(exc)})") from None
     frame.columns = [str(column).strip() for column in frame.columns]
     if NAME_COLUMN not in frame.columns:
         raise ConfigError(f"{where}: the table needs a {NAME_COLUMN!r} column (one name per experiment)")

@@ -121,7 +121,7 @@ def downscale(
 
 
 def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) -> tuple[list[tuple[str, int]], list[tuple[str, int, str]]]:
-    from nlflow.store.manifest import summarize_exclusions, usable_entries
+    from nlflow.video.manifest import summarize_exclusions, usable_entries
 
     kept, excluded = usable_entries(entries, manifest_rows)
     log.info("%s", summarize_exclusions(excluded, total=len(entries)))
@@ -136,7 +136,7 @@ def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: in
     from nlflow.lists.listfiles import format_list, read_list
     from nlflow.fileio import write_text_atomic
     from nlflow.store.shuffle import shuffle_repeat
-    from nlflow.video.downscale import read_manifest
+    from nlflow.video.manifest import read_manifest
 
     kept, _ = _usable(read_list(train_list), read_manifest(manifest))
     shuffled = shuffle_repeat(kept, repeats, seed)
@@ -155,7 +155,7 @@ def write_lmdb(
 ) -> None:
     from nlflow.lists.listfiles import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
-    from nlflow.video.downscale import read_manifest
+    from nlflow.video.manifest import read_manifest
 
     rows = read_manifest(manifest, videos_dir=videos_dir)
     classes = read_classes(classes_file)
@@ -170,13 +170,13 @@ def write_lmdb(
 
 def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool) -> None:
     from nlflow.models.builder import ModelConfig, build_model
-    from nlflow.models.checkpoint import save_model_checkpoint
+    from nlflow.models.checkpoint import save_checkpoint
     from nlflow.weights.convert import convert_caffe2_to_checkpoint
 
     config = ModelConfig.from_dict(dict(model))
     if pkl is None:
         log.warning("no pretrained weights configured: training starts from a fresh initialisation")
-        save_model_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
+        save_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
         return
     convert_caffe2_to_checkpoint(
         pkl, out, model_cfg=config, num_classes=config.num_classes,
