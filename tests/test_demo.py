@@ -15,8 +15,11 @@ import rars
 
 from nlflow.demo import dataset as demo
 from nlflow.demo import layouts as demo_layouts
-from nlflow.lists import listfiles, ucf101
 from nlflow.errors import NlflowError
+from nlflow.lists import listfiles
+
+from helpers.frames import FrameCodeError, read_frame_index
+from helpers.lists import write_ucf101_lists
 
 NUM_FRAMES = 40  # > 30 so the short video keeps its official 30 frames; small to stay fast
 VIDEO_NAME = re.compile(r"^UCF-101/(?P<cls>[A-Za-z]+)/v_(?P=cls)_g(?P<g>\d\d)_c(?P<c>\d\d)\.avi$")
@@ -91,7 +94,7 @@ def test_split_files_parse_with_ucf101(demo_set, tmp_path, split):
     with zipfile.ZipFile(summary.splits_path) as archive:
         archive.extractall(tmp_path)
     lists = tmp_path / "lists"
-    result = ucf101.make_lists(tmp_path / "ucfTrainTestlist", split, lists, expected_num_classes=5)
+    result = write_ucf101_lists(tmp_path / "ucfTrainTestlist", split, lists, expected_num_classes=5)
     assert (result.num_train, result.num_test) == (5 * 18, 5 * 7)
     train, test = listfiles.read_list(lists / "train.txt"), listfiles.read_list(lists / "test.txt")
     assert {label for _, label in train} == {label for _, label in test} == set(range(5))
@@ -184,19 +187,19 @@ def test_frame_index_code_survives_encoding_and_downscaling(tmp_path):
     small_indices = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            indices.append(demo.read_frame_index(frame.to_ndarray(format="rgb24")))
+            indices.append(read_frame_index(frame.to_ndarray(format="rgb24")))
             small = frame.reformat(width=170, height=128, format="rgb24").to_ndarray()
-            small_indices.append(demo.read_frame_index(small))
+            small_indices.append(read_frame_index(small))
     assert indices == list(range(70))
     assert small_indices == list(range(70))
 
 
 def test_frame_index_code_limits():
     frame = np.full((240, 320, 3), 128, np.uint8)
-    with pytest.raises(demo.FrameCodeError):
-        demo.read_frame_index(frame)  # no code drawn: mid-grey is neither black nor white
+    with pytest.raises(FrameCodeError):
+        read_frame_index(frame)  # no code drawn: mid-grey is neither black nor white
     demo.stamp_frame_index(frame, 1023)
-    assert demo.read_frame_index(frame) == 1023
+    assert read_frame_index(frame) == 1023
     with pytest.raises(demo.DemoError):
         demo.stamp_frame_index(frame, 1024)
 

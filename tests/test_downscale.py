@@ -9,9 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.demo.dataset import read_frame_index, render_class_frames, truncate_video, write_video
+from nlflow.demo.dataset import render_class_frames, truncate_video, write_video
 from nlflow.video.downscale import downscale_all, downscale_video, output_size
 from nlflow.video.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
+from helpers.frames import read_frame_index
 from video_helpers import decode_all
 
 

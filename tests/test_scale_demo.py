@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import rars
 
-from nlflow.demo import scale as scale_demo
-from nlflow.lists import ucf101
 from nlflow.archives.extract import extract_archive
-from nlflow.lists.listfiles import read_list
 from nlflow.cli import main
+from nlflow.demo import scale as scale_demo
+from nlflow.lists.listfiles import read_list
+
+from helpers.lists import write_ucf101_lists
 
 MAX_FRAMES = 6
 
@@ -99,7 +100,7 @@ def test_the_split_files_parse_as_ucf101s(tiny_set, tmp_path, split):
     out, summary = tiny_set
     with zipfile.ZipFile(summary.splits_path) as archive:
         archive.extractall(tmp_path)
-    result = ucf101.make_lists(tmp_path / "ucfTrainTestlist", split, tmp_path / "lists", expected_num_classes=101)
+    result = write_ucf101_lists(tmp_path / "ucfTrainTestlist", split, tmp_path / "lists", expected_num_classes=101)
     assert result.num_train + result.num_test == 101
     test = read_list(tmp_path / "lists" / "test.txt")
     assert all(7 * (split - 1) < int(rel.split("_g")[1][:2]) <= 7 * split for rel, _ in test)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from nlflow.lists import listfiles, split_files, ucf101
 from nlflow.errors import NlflowError
+from nlflow.lists import listfiles, split_files, ucf101
+
+from helpers.lists import write_ucf101_lists
 
 CLASS_IND = "1 ApplyEyeMakeup\n2 HandstandPushups\n3 Typing\n"
 
@@ -36,7 +38,7 @@ def write_split(root: Path, class_ind=CLASS_IND, train=TRAIN_01, test=TEST_01, s
 def test_make_lists_official_format(tmp_path):
     split_dir = write_split(tmp_path / "ucfTrainTestlist")
     out = tmp_path / "lists"
-    summary = ucf101.make_lists(split_dir, 1, out)
+    summary = write_ucf101_lists(split_dir, 1, out)
     assert (summary.num_classes, summary.num_train, summary.num_val, summary.num_test) == (3, 4, 3, 3)
     assert listfiles.read_classes(out / "classes.txt") == ["ApplyEyeMakeup", "HandstandPushups", "Typing"]
     train = listfiles.read_list(out / "train.txt")
@@ -60,7 +62,7 @@ def test_make_lists_official_format(tmp_path):
 
 def test_parent_of_split_dir_is_accepted(tmp_path):
     write_split(tmp_path / "splits" / "ucfTrainTestlist")
-    summary = ucf101.make_lists(tmp_path / "splits", 1, tmp_path / "lists")
+    summary = write_ucf101_lists(tmp_path / "splits", 1, tmp_path / "lists")
     assert summary.num_train == 4
 
 
@@ -70,21 +72,21 @@ def test_bom_crlf_blank_lines_and_stray_whitespace(tmp_path):
         return "\ufeff" + "\r\n\r\n".join(lines) + "\r\n\r\n"
 
     split_dir = write_split(tmp_path / "s", messy(CLASS_IND), messy(TRAIN_01), messy(TEST_01))
-    ucf101.make_lists(split_dir, 1, tmp_path / "lists")
+    write_ucf101_lists(split_dir, 1, tmp_path / "lists")
     assert listfiles.read_classes(tmp_path / "lists" / "classes.txt")[0] == "ApplyEyeMakeup"
     assert listfiles.read_list(tmp_path / "lists" / "train.txt")[0] == ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", 0)
 
 
 def test_windows_path_separators_are_normalised(tmp_path):
     split_dir = write_split(tmp_path / "s", train=TRAIN_01.replace("/", "\\"))
-    ucf101.make_lists(split_dir, 1, tmp_path / "lists")
+    write_ucf101_lists(split_dir, 1, tmp_path / "lists")
     assert listfiles.read_list(tmp_path / "lists" / "train.txt")[0][0] == "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"
 
 
 def test_folder_lookup_is_case_insensitive(tmp_path):
     train = TRAIN_01.replace("HandstandPushups/", "HandStandPushups/")
     split_dir = write_split(tmp_path / "s", train=train)
-    ucf101.make_lists(split_dir, 1, tmp_path / "lists")
+    write_ucf101_lists(split_dir, 1, tmp_path / "lists")
     assert ("HandStandPushups/v_HandStandPushups_g08_c01.avi", 1) in listfiles.read_list(tmp_path / "lists" / "train.txt")
 
 
@@ -120,7 +122,7 @@ def test_bad_split_files_raise_clear_errors(tmp_path, kind, train, test, error, 
     split_dir = write_split(tmp_path / "s", train=train, test=test)
     out = tmp_path / "lists"
     with pytest.raises(error) as info:
-        ucf101.make_lists(split_dir, 1, out)
+        write_ucf101_lists(split_dir, 1, out)
     assert isinstance(info.value, NlflowError)
     message = str(info.value)
     assert "\n" not in message
@@ -131,26 +133,26 @@ def test_bad_split_files_raise_clear_errors(tmp_path, kind, train, test, error, 
 
 def test_bad_class_index(tmp_path):
     with pytest.raises(ucf101.MalformedLineError, match=r"classInd.txt:2.*out of order"):
-        ucf101.make_lists(write_split(tmp_path / "a", "1 A\n3 B\n"), 1, tmp_path / "o")
+        write_ucf101_lists(write_split(tmp_path / "a", "1 A\n3 B\n"), 1, tmp_path / "o")
     with pytest.raises(ucf101.DuplicateEntryError, match=r"classInd.txt:2.*already defined"):
-        ucf101.make_lists(write_split(tmp_path / "b", "1 Typing\n2 typing\n"), 1, tmp_path / "o")
+        write_ucf101_lists(write_split(tmp_path / "b", "1 Typing\n2 typing\n"), 1, tmp_path / "o")
     with pytest.raises(ucf101.MalformedLineError, match=r"classInd.txt:1"):
-        ucf101.make_lists(write_split(tmp_path / "c", "ApplyEyeMakeup 1\n"), 1, tmp_path / "o")
+        write_ucf101_lists(write_split(tmp_path / "c", "ApplyEyeMakeup 1\n"), 1, tmp_path / "o")
 
 
 def test_expected_class_count(tmp_path):
     split_dir = write_split(tmp_path / "s")
     with pytest.raises(ucf101.ClassCountError, match="3 classes, expected 101"):
-        ucf101.make_lists(split_dir, 1, tmp_path / "o", expected_num_classes=101)
-    assert ucf101.make_lists(split_dir, 1, tmp_path / "o", expected_num_classes=3).num_classes == 3
+        write_ucf101_lists(split_dir, 1, tmp_path / "o", expected_num_classes=101)
+    assert write_ucf101_lists(split_dir, 1, tmp_path / "o", expected_num_classes=3).num_classes == 3
 
 
 def test_missing_files_and_bad_split_number(tmp_path):
     split_dir = write_split(tmp_path / "s")
     with pytest.raises(split_files.MissingSplitFileError, match="trainlist02.txt"):
-        ucf101.make_lists(split_dir, 2, tmp_path / "o")
+        write_ucf101_lists(split_dir, 2, tmp_path / "o")
     with pytest.raises(ucf101.SplitFileError, match="1..3"):
-        ucf101.make_lists(split_dir, 4, tmp_path / "o")
+        write_ucf101_lists(split_dir, 4, tmp_path / "o")
 
 
 def test_video_root_check(tmp_path):
@@ -160,18 +162,18 @@ def test_video_root_check(tmp_path):
     for rel in paths:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
-    assert ucf101.make_lists(split_dir, 1, tmp_path / "o", video_root=root).num_test == 3
+    assert write_ucf101_lists(split_dir, 1, tmp_path / "o", video_root=root).num_test == 3
 
     for rel in paths[:3]:
         (root / rel).unlink()
     with pytest.raises(split_files.MissingVideosError) as info:
-        ucf101.make_lists(split_dir, 1, tmp_path / "o2", video_root=root)
+        write_ucf101_lists(split_dir, 1, tmp_path / "o2", video_root=root)
     assert "3 of 7 listed videos are missing" in str(info.value)
     assert paths[0] in str(info.value)
     assert not (tmp_path / "o2").exists()
 
     with pytest.raises(split_files.MissingVideosError, match="does not exist"):
-        ucf101.make_lists(split_dir, 1, tmp_path / "o3", video_root=tmp_path / "nowhere")
+        write_ucf101_lists(split_dir, 1, tmp_path / "o3", video_root=tmp_path / "nowhere")
 
 
 def test_read_list_rejects_bad_lines(tmp_path):
@@ -227,7 +229,7 @@ def fake_full_split(root: Path) -> tuple[int, int]:
 def test_full_size_fake_split(tmp_path):
     num_train, num_test = fake_full_split(tmp_path / "ucfTrainTestlist")
     out = tmp_path / "lists" / "split1"
-    summary = ucf101.make_lists(tmp_path / "ucfTrainTestlist", 1, out, expected_num_classes=101)
+    summary = write_ucf101_lists(tmp_path / "ucfTrainTestlist", 1, out, expected_num_classes=101)
     assert (summary.num_classes, summary.num_train, summary.num_test) == (101, 9537, 3783)
     assert summary.to_dict()["num_val"] == 3783
     train = listfiles.read_list(out / "train.txt")

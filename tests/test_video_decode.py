@@ -8,9 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from nlflow.demo.dataset import read_frame_index, render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.decode import FramesPastEndError, VideoDecodeError, VideoInfo
+from helpers.frames import read_frame_index
 from video_helpers import decode_all
 
 
@@ -79,11 +80,11 @@ def test_decode_frames_matches_decode_all_at_random_indices(gop12, gop12_all):
 
 
 def test_decode_frames_seeks_instead_of_decoding_from_start(gop12):
-    decode.counters.reset()
-    decode.decode_frames(gop12, [40, 48, 56])  # keyframes every 12: seek lands on frame 36
-    assert decode.counters.fallbacks == 0
-    assert decode.counters.frames_decoded == 56 - 36 + 1
-    assert decode.counters.frames_converted == 3
+    counters = decode.DecodeCounters()
+    decode.decode_frames(gop12, [40, 48, 56], counters=counters)  # keyframes every 12: seek lands on frame 36
+    assert counters.fallbacks == 0
+    assert counters.frames_decoded == 56 - 36 + 1
+    assert counters.frames_converted == 3
 
 
 def test_decode_frames_empty_request(gop12):

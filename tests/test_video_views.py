@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.demo.dataset import read_frame_index, render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.video import decode
 from nlflow.video.transforms import MEAN, STD
@@ -18,11 +18,12 @@ from nlflow.video.views import (
     test_clip_starts,
     train_clip_indices,
 )
+from helpers.frames import read_frame_index
 from video_helpers import decode_all
 
 
-def _load_test_views(source, spec, *, num_frames=None):
-    return normalize_views(load_test_view_frames(source, spec, num_frames=num_frames))
+def _load_test_views(source, spec, *, num_frames=None, counters=None):
+    return normalize_views(load_test_view_frames(source, spec, num_frames=num_frames, counters=counters))
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +86,9 @@ def test_view_spec_round_trip_and_validation():
 def test_load_test_views_shape_order_and_normalisation(wide_video):
     spec = ViewSpec(video_length=4, sample_rate=5, num_clips=4, num_crops=3, scale=256, crop_size=256)
     everything = decode_all(wide_video)
-    decode.counters.reset()
-    views = _load_test_views(wide_video.read_bytes(), spec)
-    assert decode.counters.decode_passes == 1  # one decode for all 12 views
+    counters = decode.DecodeCounters()
+    views = _load_test_views(wide_video.read_bytes(), spec, counters=counters)
+    assert counters.decode_passes == 1  # one decode for all 12 views
     assert views.shape == (12, 3, 4, 256, 256) and views.dtype == torch.float32
     clips = test_clip_indices(120, spec)
     offsets = [0, (344 - 256) // 2, 344 - 256]  # left, centre, right along the long side

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import tempfile
@@ -380,11 +379,3 @@ def generate_scale_demo(
     log.info("scale demo: %d videos (%.1f%% of UCF-101), %d frames, %.1f MB of video in %.0f s -> %s",
              summary.num_videos, 100 * fraction, summary.num_frames, summary.video_bytes / 1e6, seconds, out)
     return summary
-
-
-def read_scale_manifest(out_dir: str | os.PathLike) -> dict:
-    path = Path(out_dir) / MANIFEST_NAME
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ScaleDemoError(f"cannot read {path}: {exc}") from None

@@ -13,13 +13,11 @@ the folder ``HandstandPushups`` but the files ``v_HandStandPushups_...``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 from pathlib import Path
 
-from nlflow.lists.holdout import attach_validation
-from nlflow.lists.listfiles import DatasetLists, ListedVideo, list_paths, write_lists
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.lists.split_files import (
     ClassCountError,
     DuplicateEntryError,
@@ -34,8 +32,6 @@ from nlflow.lists.split_files import (
     read_lines,
     where,
 )
-
-log = logging.getLogger(__name__)
 
 NUM_SPLITS = 3
 NUM_GROUPS = 25
@@ -54,19 +50,6 @@ class VideoEntry:
     group: int
     clip: int
     source: str  # "file:line" for error messages
-
-
-@dataclasses.dataclass(frozen=True)
-class ListsSummary:
-    split: int
-    num_classes: int
-    num_train: int
-    num_val: int
-    num_test: int
-    out_dir: str
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- low-level reading
@@ -218,24 +201,3 @@ def ucf101_lists(
 
     about = {"dataset": "ucf101", "split": split, "test": f"official split {split}"}
     return DatasetLists(classes, listed(train), None, listed(test), about)
-
-
-def make_lists(
-    split_dir: str | os.PathLike,
-    split: int,
-    out_dir: str | os.PathLike,
-    video_root: str | os.PathLike | None = None,
-    expected_num_classes: int | None = None,
-) -> ListsSummary:
-    """Write ``train.txt``, ``val.txt``, ``test.txt``, ``classes.txt`` and ``lists.json`` for one split.
-
-    val is the official test list (val only drives clip accuracy during training).
-    With ``video_root`` every listed video must exist there. Nothing is written unless all checks pass.
-    """
-    lists = attach_validation(ucf101_lists(split_dir, split, video_root, expected_num_classes), 0, 0)
-    write_lists(list_paths(out_dir), lists)
-    log.info(
-        "split %d: %d classes, %d train, %d test videos -> %s",
-        split, len(lists.classes), len(lists.train), len(lists.test), out_dir,
-    )
-    return ListsSummary(split, len(lists.classes), len(lists.train), len(lists.val), len(lists.test), str(out_dir))
