@@ -6,7 +6,6 @@ from pathlib import Path
 import yaml
 from snakemake.utils import min_version, validate
 
-from nlflow.evaluate.headline import headline_numbers
 from nlflow.workflow.config import (
     canonical,
     coerce_to_schema,

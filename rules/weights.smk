@@ -42,9 +42,7 @@ rule clean_weights:
         runtime=10,
     params:
         model=model_params,
-        drop_head=lambda wildcards: exp_config(wildcards)["pretrained"]["drop_head"],
-        keep_bn_stats=lambda wildcards: exp_config(wildcards)["pretrained"][
-            "keep_bn_stats"
-        ],
+        drop_head=exp_setting("pretrained", "drop_head"),
+        keep_bn_stats=exp_setting("pretrained", "keep_bn_stats"),
     script:
         "../workflow/scripts/clean_weights.py"

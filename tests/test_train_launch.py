@@ -206,22 +206,22 @@ def log_file(tmp_path):
     root.setLevel(saved[1])
 
 
-def _stage(data: dict, init: Path, out: Path, gpus: int, settings) -> Path:
+def _stage(data: dict, init: Path, out: Path, gpus: int, settings, threads: int = 1) -> Path:
     stages.train(str(data["train"]), str(data["val"]), str(init), str(data["classes"]),
                  model_out=str(out / "model_final.pt"), metrics_out=str(out / "metrics.jsonl"),
-                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.to_dict(), clip={}, gpus=gpus)
+                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.to_dict(), clip={}, gpus=gpus,
+                 threads=threads)
     return out / "model_final.pt"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU twin; on a GPU machine gpus=2 means 2 GPUs")
-def test_stage_with_two_cpu_processes_matches_one_process(tiny_data, tmp_path, log_file, monkeypatch):  # noqa: F811
+def test_stage_with_two_cpu_processes_matches_one_process(tiny_data, tmp_path, log_file):  # noqa: F811
     """gpus=2 on CPU: torchrun, 2 gloo processes, the published model equals the 1-process model.
 
     Equal up to float summation order only where nothing depends on the split: frozen (affine)
     BN and no dropout. Trainable BN normalises each process's half-batch with its own statistics
-    and dropout masks come from per-rank seeds, so those runs differ (see the README).
+    and dropout masks come from per-rank seeds, so those runs differ (docs/cluster.md).
     """
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what run_stage sets from the rule's threads
     torch.manual_seed(0)
     init = tmp_path / "init_affine.pt"
     save_checkpoint(init, build_model(ModelConfig(width=4, num_classes=len(CLASSES), video_length=4,
@@ -230,7 +230,7 @@ def test_stage_with_two_cpu_processes_matches_one_process(tiny_data, tmp_path, l
                              precise_bn_iters=0)
 
     started = time.perf_counter()
-    two = _stage(tiny_data, init, tmp_path / "two", 2, settings)
+    two = _stage(tiny_data, init, tmp_path / "two", 2, settings, threads=2)  # the rule's threads
     two_s = time.perf_counter() - started
     text = log_file.read_text()
     assert "2 training processes (2 in all, gloo on cpu)" in text

@@ -16,4 +16,5 @@ run_stage(
     clip=snakemake.params.clip,
     gpus=snakemake.resources.gpu,
     nodes=snakemake.resources.nodes,
+    threads=snakemake.threads,
 )

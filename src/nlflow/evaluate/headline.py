@@ -1,7 +1,8 @@
 """The few numbers a reader of the HTML report wants first, read from a finished evaluation.
 
-Snakemake renders the report's front page (``workflow/report/workflow.rst``) with the config
-only, so the Snakefile reads these numbers at start-up and hands them over in the config.
+Snakemake renders the report's front page (``workflow/report/workflow.rst``) without any job's
+outputs, so the report and compare rules read these numbers when the DAG is built and hand them to
+the page in their params (``ReportOnly``, which never makes a job run again).
 """
 
 from __future__ import annotations

@@ -176,6 +176,25 @@ def threads_per_process(total_threads: int, nproc_per_node: int) -> int:
 
 # ----------------------------------------------------------------------------- the plan
 
+def _check_counts(gpus: object, nodes: object) -> None:
+    """GPU and node counts are whole numbers, at least 0 and 1 (the one place that checks them)."""
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or int(gpus) != gpus or gpus < 0:
+        raise ConfigError(f"train.gpus must be an integer >= 0 (processes per node), got {gpus!r}")
+    if isinstance(nodes, bool) or not isinstance(nodes, (int, float)) or int(nodes) != nodes or nodes < 1:
+        raise ConfigError(f"train.nodes must be an integer >= 1, got {nodes!r}")
+
+
+def gpus_per_node(job_gpus: int | None, nodes: int | None) -> int:
+    """Training processes per node for a job with ``job_gpus`` GPUs in all on ``nodes`` nodes (the
+    rule's ``gpu`` resource is SLURM's per-job ``--gpus``: train.gpus x train.nodes)."""
+    job_gpus, nodes = job_gpus or 0, nodes or 1
+    _check_counts(job_gpus, nodes)
+    if job_gpus % nodes:
+        raise ConfigError(f"the train job has {job_gpus} GPUs over {nodes} node(s): the GPUs must split evenly "
+                          "over the nodes (the rule asks for train.gpus x train.nodes)")
+    return int(job_gpus) // int(nodes)
+
+
 def plan_launch(
     gpus: int,
     nodes: int,
@@ -194,10 +213,7 @@ def plan_launch(
     allocation; ``train_args``: the ``python -m nlflow.train`` arguments; ``cuda_devices``: CUDA
     devices visible here (0: no CUDA); ``threads``: cores this job may use on each node.
     """
-    if isinstance(gpus, bool) or int(gpus) != gpus or gpus < 0:
-        raise ConfigError(f"train.gpus must be an integer >= 0 (processes per node), got {gpus!r}")
-    if isinstance(nodes, bool) or int(nodes) != nodes or nodes < 1:
-        raise ConfigError(f"train.nodes must be an integer >= 1, got {nodes!r}")
+    _check_counts(gpus, nodes)
     gpus, nodes = int(gpus), int(nodes)
     nproc = max(gpus, 1)
     device = "cuda" if cuda_devices > 0 else "cpu"

@@ -87,12 +87,22 @@ def canonical(value: Any) -> Any:
     return value
 
 
-class Operational(dict):
-    """Settings that only change how a job runs: their ``repr`` is constant, so Snakemake (which
-    compares the ``repr`` of params) never re-runs a job for them."""
+class _NeverCompared(dict):
+    """A param whose ``repr`` is constant: Snakemake compares the ``repr`` of params, so a change
+    to its content never re-runs a job."""
 
     def __repr__(self) -> str:
-        return "Operational(...)"
+        return f"{type(self).__name__}(...)"
+
+
+class Operational(_NeverCompared):
+    """Settings that only change how a job runs: they take effect the next time the job runs."""
+
+
+class ReportOnly(_NeverCompared):
+    """What only the HTML report shows (its front page's numbers, read from finished outputs when
+    the report is built): the report template reads them from a job's params, and they never make
+    that job run again."""
 
 
 def result_params(section: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -6,8 +6,6 @@ composes the library modules that do the work and logs what a user wants to see 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -184,12 +182,6 @@ def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head
     )
 
 
-def settings_digest(settings: Mapping[str, Any], *files: str) -> str:
-    """A short name for one training configuration, so checkpoints of another run are never resumed."""
-    payload = {"settings": settings, "inputs": [(Path(f).name, os.path.getsize(f), os.path.getmtime(f)) for f in files]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def train(
     train_lmdb: str,
     val_lmdb: str,
@@ -203,63 +195,35 @@ def train(
     operational: Mapping[str, Any] | None = None,
     gpus: int = 0,
     nodes: int = 1,
+    threads: int = 1,
 ) -> None:
     """Fine-tune and publish ``model_final.pt`` and ``metrics.jsonl``.
 
     ``gpus`` is the rule's ``gpu`` resource: the GPUs of the whole job (SLURM's ``--gpus``), so
     ``gpus // nodes`` training processes run on each of ``nodes`` nodes (see
-    :mod:`nlflow.train.launch`). One process runs the loop here; more run under torchrun (and srun
-    across nodes), all on the same run folder, settings and inputs, given on their command line.
+    :mod:`nlflow.train.launch`), sharing the job's ``threads`` cores on a node. One process runs the
+    loop here; more run under torchrun (and srun across nodes), all on the same run folder,
+    settings and inputs, given on their command line.
     """
-    from nlflow.lists.listfiles import read_classes
-    from nlflow.fileio import write_text_atomic
-    from nlflow.train.launch import plan_launch, run_plan, visible_cuda_devices
-    from nlflow.train.loop import FINAL_NAME, train as run_training
+    from nlflow.train.job import launch_arguments, publish, run_folder, run_training
+    from nlflow.train.launch import gpus_per_node, plan_launch, visible_cuda_devices
+    from nlflow.train.loop import METRICS_NAME
     from nlflow.train.solver import TrainSettings
 
     launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
     runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
     settings = TrainSettings.from_config(dict(clip), {**train_config, **runtime})
-    # Named by what can change the result: a run with other workers or log periods resumes here.
-    run_dir = Path(checkpoint_dir) / settings_digest(settings.result_dict(), train_lmdb, val_lmdb, init)
+    run_dir = run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
-    gpus, nodes = int(gpus or 0), int(nodes or 1)
-    if nodes < 1 or gpus % nodes:
-        raise NlflowError(f"the train job has {gpus} GPUs over {nodes} node(s): the GPUs must split evenly "
-                          "over the nodes (the rule asks for train.gpus x train.nodes)")
-    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings_file = run_dir / "settings.json"
-    args = ["--settings", str(settings_file.resolve()), "--train-lmdb", os.path.abspath(train_lmdb),
-            "--val-lmdb", os.path.abspath(val_lmdb), "--init", os.path.abspath(init),
-            "--out-dir", str(run_dir.resolve()), "--classes", os.path.abspath(classes_file)]
-    plan = plan_launch(gpus // nodes, nodes, args, cuda_devices=visible_cuda_devices(), environ=os.environ,
-                       threads=threads, sync_bn=settings.sync_bn)
+    arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)
+    plan = plan_launch(gpus_per_node(gpus, nodes), nodes or 1, arguments, cuda_devices=visible_cuda_devices(),
+                       environ=os.environ, threads=threads, sync_bn=settings.sync_bn)
     for warning in plan.warnings:
         log.warning("%s", warning)
     log.info("training with %s", plan.describe())
-    if plan.in_process:
-        final = run_training(settings, train_lmdb, val_lmdb, init, run_dir, read_classes(classes_file))
-    else:
-        # Every process reads the same settings file, inputs and run folder (a shared filesystem
-        # across nodes); rank 0 writes checkpoints, metrics and the final model there.
-        write_text_atomic(settings_file, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n")
-        run_plan(plan)
-        final = run_dir / FINAL_NAME
-        if not final.exists():
-            raise NlflowError(f"the training processes finished without writing {final}")
-    _publish(final, model_out)
-    _publish(run_dir / "metrics.jsonl", metrics_out)
-
-
-def _publish(src: str | os.PathLike, dst: str) -> None:
-    """Copy a finished artefact to its rule output atomically (the run folder keeps the original)."""
-    import shutil
-
-    from nlflow.fileio import atomic_path
-
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    final = run_training(plan, settings, run_dir, train_lmdb, val_lmdb, init, classes_file)
+    publish(final, model_out)
+    publish(run_dir / METRICS_NAME, metrics_out)
 
 
 def evaluate(
