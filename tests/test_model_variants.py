@@ -17,13 +17,13 @@ BN = norm_factory(False)
 @pytest.mark.parametrize("temporal_kernel", [5, 1])
 def test_stride_2_stem_gives_the_original_resnet_video_org_sizes(temporal_kernel):
     # resnet_video_org.py: conv1 strides [2, 2, 2] (pads [k // 2, 3, 3]); pool1 kernels [2, 3, 3], strides [2, 2, 2].
-    stem = make_stem(4, temporal_kernel, BN, temporal_stride=2).eval()
+    stem = make_stem(dim_out=4, temporal_kernel=temporal_kernel, norm=BN, temporal_stride=2).eval()
     assert stem.conv.stride == (2, 2, 2) and stem.conv.padding == (temporal_kernel // 2, 3, 3)
     assert stem.pool.kernel_size == (2, 3, 3) and stem.pool.stride == (2, 2, 2)
     x = torch.randn(1, 3, 32, 64, 64)
     assert stem.conv(x).shape[2:] == (16, 32, 32)
     assert stem(x).shape == (1, 4, 8, 15, 15)
-    plain = make_stem(4, temporal_kernel, BN).eval()  # resnet_video: time untouched
+    plain = make_stem(dim_out=4, temporal_kernel=temporal_kernel, norm=BN).eval()  # resnet_video: time untouched
     assert plain(x).shape == (1, 4, 32, 15, 15)
 
 

@@ -13,17 +13,17 @@ BN = norm_factory(False)
 
 def test_stem_pool1_without_padding_gives_55_from_112_and_56_with_padding():
     x = torch.randn(1, 3, 4, 224, 224)
-    faithful = make_stem(8, 5, BN, pool_padding=0).eval()
-    padded = make_stem(8, 5, BN, pool_padding=1).eval()
+    faithful = make_stem(dim_out=8, temporal_kernel=5, norm=BN, pool_padding=0).eval()
+    padded = make_stem(dim_out=8, temporal_kernel=5, norm=BN, pool_padding=1).eval()
     assert faithful.conv(x).shape[-3:] == (4, 112, 112)
     assert faithful(x).shape == (1, 8, 4, 55, 55)
     assert padded(x).shape == (1, 8, 4, 56, 56)
     assert faithful.conv.weight.shape == (8, 3, 5, 7, 7)
-    assert make_stem(8, 1, BN).conv.weight.shape == (8, 3, 1, 7, 7)
+    assert make_stem(dim_out=8, temporal_kernel=1, norm=BN).conv.weight.shape == (8, 3, 1, 7, 7)
 
 
 def test_bottleneck_kernels_and_stride_on_the_3x3():
-    block = Bottleneck(16, 8, 32, stride=2, temporal_kernel=3, norm=BN)
+    block = Bottleneck(dim_in=16, dim_inner=8, dim_out=32, stride=2, temporal_kernel=3, norm=BN)
     assert block.conv_a.kernel_size == (3, 1, 1) and block.conv_a.stride == (1, 1, 1)
     assert block.conv_b.kernel_size == (1, 3, 3) and block.conv_b.stride == (1, 2, 2)
     assert block.shortcut is not None and block.shortcut.conv.stride == (1, 2, 2)
@@ -33,22 +33,24 @@ def test_bottleneck_kernels_and_stride_on_the_3x3():
 
 def test_zero_initialised_final_bn_makes_blocks_identity_plus_shortcut():
     torch.manual_seed(0)
-    identity_block = Bottleneck(32, 8, 32, stride=1, temporal_kernel=3, norm=BN).train()
+    identity_block = Bottleneck(dim_in=32, dim_inner=8, dim_out=32, stride=1, temporal_kernel=3, norm=BN).train()
     x = torch.relu(torch.randn(2, 32, 4, 6, 6))  # a block input is a ReLU output
     assert identity_block.shortcut is None
     assert torch.equal(identity_block(x), x)
 
-    projection = Bottleneck(16, 8, 32, stride=2, temporal_kernel=1, norm=BN).eval()
+    projection = Bottleneck(dim_in=16, dim_inner=8, dim_out=32, stride=2, temporal_kernel=1, norm=BN).eval()
     x = torch.randn(2, 16, 4, 6, 6)
     assert torch.equal(projection(x), torch.relu(projection.shortcut(x)))
 
-    plain = Bottleneck(32, 8, 32, stride=1, temporal_kernel=1, norm=BN, zero_init_final_bn=False).train()
+    plain = Bottleneck(dim_in=32, dim_inner=8, dim_out=32, stride=1, temporal_kernel=1, norm=BN,
+                       zero_init_final_bn=False).train()
     x = torch.relu(torch.randn(2, 32, 4, 6, 6))
     assert not torch.allclose(plain(x), x)
 
 
 def test_stage_names_blocks_and_nonlocal_positions():
-    stage = make_stage(16, 8, 32, stride=2, temporal_kernels=[3, 1, 3, 1], nonlocal_after=[1, 3], norm=BN)
+    stage = make_stage(dim_in=16, dim_inner=8, dim_out=32, stride=2, temporal_kernels=[3, 1, 3, 1],
+                       nonlocal_after=[1, 3], norm=BN)
     assert list(dict(stage.named_children())) == ["0", "1", "nl1", "2", "3", "nl3"]
     blocks = dict(stage.named_children())
     assert blocks["0"].shortcut is not None and all(blocks[i].shortcut is None for i in ("1", "2", "3"))
@@ -73,7 +75,7 @@ def test_affine_norm_equals_batchnorm_in_eval_when_built_from_its_statistics():
 
 def test_head_map_is_pool5_then_the_fc_at_every_position():
     torch.manual_seed(0)
-    head = make_head(32, 7, dropout=0.5, pool_size=(2, 7, 7)).eval()
+    head = make_head(dim_in=32, num_classes=7, dropout=0.5, pool_size=(2, 7, 7)).eval()
     assert float(head.fc.bias.detach().abs().sum()) == 0.0
     assert 0.005 < float(head.fc.weight.detach().std()) < 0.02
     # A 256-pixel view of an 8-frame model: res5 is 2 (here) x 8 x 8; pool5 leaves 1 x 2 x 2 positions.

@@ -331,6 +331,32 @@ def _make_demo_video(job: dict, staging: str, seed: int, size: tuple[int, int], 
     return job
 
 
+def _video_jobs(relpath, num_frames: int, clips_per_group: int) -> list[dict]:
+    """One job per video of the set, in class, group, clip order: where it goes and what it is."""
+    short_frames = SHORT_VIDEO_FRAMES if num_frames > SHORT_VIDEO_FRAMES else max(1, num_frames // 2)
+    jobs = []
+    for label, name in enumerate(DEMO_CLASSES):
+        for group in range(1, NUM_GROUPS + 1):
+            for clip in range(1, clips_per_group + 1):
+                kind = ("corrupt" if (name, group, clip) == CORRUPT_VIDEO
+                        else "short" if (name, group, clip) in SHORT_VIDEOS else "ok")
+                jobs.append({"video": relpath(name, group, clip), "class": name, "label": label, "group": group,
+                             "clip": clip, "frames": short_frames if kind == "short" else num_frames, "kind": kind})
+    return jobs
+
+
+def _render_all(make, jobs: list[dict], n_jobs: int | None) -> list[dict]:
+    """``make(job)`` for every job, in order, in ``n_jobs`` processes (None: all cores)."""
+    n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(jobs)))
+    progress = functools.partial(tqdm, total=len(jobs), desc="demo videos", unit="video", disable=None)
+    if n_jobs == 1:
+        return list(progress(map(make, jobs)))
+    # loky workers import this module, not the caller's __main__ (a Snakemake script is not
+    # import-safe), and start without the caller's torch thread settings.
+    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=4)
+    return list(progress(parallel(delayed(make)(job) for job in jobs)))
+
+
 def generate_demo(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -361,28 +387,11 @@ def generate_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     relpath = RELPATH[layout]
-    short_frames = SHORT_VIDEO_FRAMES if num_frames > SHORT_VIDEO_FRAMES else max(1, num_frames // 2)
-    jobs = []
-    for label, name in enumerate(DEMO_CLASSES):
-        for group in range(1, NUM_GROUPS + 1):
-            for clip in range(1, clips_per_group + 1):
-                kind = ("corrupt" if (name, group, clip) == CORRUPT_VIDEO
-                        else "short" if (name, group, clip) in SHORT_VIDEOS else "ok")
-                jobs.append({"video": relpath(name, group, clip), "class": name, "label": label, "group": group,
-                             "clip": clip, "frames": short_frames if kind == "short" else num_frames, "kind": kind})
-
-    n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(jobs)))
+    jobs = _video_jobs(relpath, num_frames, clips_per_group)
     with tempfile.TemporaryDirectory(prefix=".demo-staging-", dir=out) as staging:
         make = functools.partial(_make_demo_video, staging=staging, seed=seed, size=size, fps=fps,
                                  draw_frame_index=draw_frame_index)
-        progress = functools.partial(tqdm, total=len(jobs), desc="demo videos", unit="video", disable=None)
-        if n_jobs == 1:
-            videos = list(progress(map(make, jobs)))
-        else:
-            # loky workers import this module, not the caller's __main__ (a Snakemake script is not
-            # import-safe), and start without the caller's torch thread settings.
-            parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size=4)
-            videos = list(progress(parallel(delayed(make)(job) for job in jobs)))
+        videos = _render_all(make, jobs, n_jobs)
         written = PACKAGE[layout](out, Path(staging), list(DEMO_CLASSES), [v["video"] for v in videos],
                                   clips_per_group)
 

@@ -33,7 +33,7 @@ from nlflow.errors import ConfigError, TrainingError
 from nlflow.train import distributed as ddp
 from nlflow.train import precision, snapshots
 from nlflow.train.measure import clip_accuracy, recompute_bn_stats
-from nlflow.train.progress import MetricsLog, Window, data_wait_advice, log_window, usable_cores
+from nlflow.train.progress import MetricsLog, ProgressLog, Window, data_wait_advice, usable_cores
 from nlflow.train.runtime import Runtime, fitting_accumulate, make_runtime, seed_everything, torch_threads
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
 from nlflow.video.views import to_network_input
@@ -417,13 +417,14 @@ def _run_windows(run: Run) -> None:
     it = run.start_iter
     bar = tqdm(total=settings.max_iter, initial=it, desc="train", unit="it",
                disable=None if info.is_main else True, dynamic_ncols=True)
-    window, advised, run_start = Window(), False, time.perf_counter()
+    progress = ProgressLog(settings=settings, dataset_size=run.dataset_size, info=info, device=run.rt.device,
+                           metrics=run.metrics, bar=bar, start_iter=run.start_iter)
+    window, advised = Window(), False
     try:
         while it < settings.max_iter:
             it = train_steps(run, it, _next_stop(it, settings), window, bar)
             if it % settings.log_period == 0 or it == settings.max_iter:
-                record = log_window(window, it, lr_at(it - 1, settings), settings, run.dataset_size, info,
-                                    run.rt.device, run.metrics, bar, run_start, run.start_iter, run.train_set.failures)
+                record = progress.log_window(window, it, lr=lr_at(it - 1, settings), failures=run.train_set.failures)
                 window = Window()
                 # The first window includes the workers' start-up: judge the loader after it.
                 if run.rt.device.type == "cuda" and info.is_main and not advised and it - run.start_iter > settings.log_period:

@@ -17,13 +17,14 @@ silently train on less than the labelled action); a file with no frames is ``emp
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import av
 import av.error
@@ -186,6 +187,35 @@ def _job(src: str, dst: str, rel: str, short_side: int, upsample: bool,
     return downscale_video(src, dst, short_side, upsample, keyframe_interval, qscale, name=rel)
 
 
+def _stamp_settings(out_root: Path, settings: dict, rel_paths: Sequence[str]) -> bool:
+    """Whether ``out_root`` was made with ``settings``; if not, its outputs of ``rel_paths`` are
+    removed and the new settings stamped."""
+    if _read_stamp(out_root) == settings:
+        return True
+    # Outputs of other (or unknown) settings go before the new stamp is written, so that the
+    # stamp vouches for every output in the folder even if this run is killed halfway.
+    for rel in rel_paths:
+        _remove_stale(out_root / rel)
+    write_json_atomic(out_root / SETTINGS_STAMP, settings)
+    return False
+
+
+def _encode_all(encode, video_root: Path, out_root: Path, todo: Sequence[str], n_jobs: int,
+                backend: str) -> Iterator[ManifestRow]:
+    """``encode(src, dst, rel)`` for every video of ``todo`` in ``n_jobs`` workers; rows in the order they finish."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    jobs = (delayed(encode)(str(video_root / rel), str(out_root / rel), rel) for rel in todo)
+    results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
+    with tqdm(total=len(todo), unit="video", desc="downscale", disable=None) as bar:
+        for row in results:
+            yield row
+            bar.update(1)
+
+
 def downscale_all(
     video_root: str | os.PathLike[str],
     rel_paths: Sequence[str],
@@ -205,21 +235,9 @@ def downscale_all(
     backend: PyAV releases the GIL in the codec and scaler calls, and threads skip the worker
     start-up and pickling of ``loky`` (measured in benchmarks/bench_downscale.py).
     """
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     video_root, out_root = Path(video_root), Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    settings = _settings(short_side, upsample, keyframe_interval, qscale)
-    stamp_path = out_root / SETTINGS_STAMP
-    same_settings = _read_stamp(out_root) == settings
-    if not same_settings:
-        # Outputs of other (or unknown) settings go before the new stamp is written, so that the
-        # stamp vouches for every output in the folder even if this run is killed halfway.
-        for rel in rel_paths:
-            _remove_stale(out_root / rel)
-        write_json_atomic(stamp_path, settings)
-
+    same_settings = _stamp_settings(out_root, _settings(short_side, upsample, keyframe_interval, qscale), rel_paths)
     rows: dict[str, ManifestRow] = {}
     todo: list[str] = []
     for rel in rel_paths:
@@ -232,17 +250,10 @@ def downscale_all(
              len(rel_paths), len(rows), len(todo), n_jobs)
 
     started = time.monotonic()
-    jobs = (
-        delayed(_job)(str(video_root / rel), str(out_root / rel), rel, short_side, upsample,
-                      keyframe_interval, qscale)
-        for rel in todo
-    )
-    if todo:
-        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
-        with tqdm(total=len(todo), unit="video", desc="downscale", disable=None) as bar:
-            for row in results:
-                rows[row.video] = row
-                bar.update(1)
+    encode = functools.partial(_job, short_side=short_side, upsample=upsample, keyframe_interval=keyframe_interval,
+                               qscale=qscale)
+    for row in _encode_all(encode, video_root, out_root, todo, n_jobs, backend):
+        rows[row.video] = row
     elapsed = time.monotonic() - started
 
     ordered = [rows[rel] for rel in rel_paths]
