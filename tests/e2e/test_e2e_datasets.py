@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.e2e import demo_config, planned_jobs, snakemake, write_config
 from nlflow.demo.dataset import generate_demo
+
+from helpers.e2e import demo_config, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import caffe2_reference as ref
 from nlflow.evaluate import ViewScorer
 from nlflow.models import load_checkpoint
 from nlflow.weights.caffe2_pickle import write_caffe2_pickle
 from nlflow.weights.convert import convert_caffe2_to_checkpoint
+
+from helpers import caffe2_reference as ref
 
 # (zoo name the file carries, the original's config overrides, network width)
 CASES = {

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from nlflow.demo.dataset import make_class_video
-from nlflow.models import ModelConfig, load_checkpoint
 from nlflow.demo.weights import write_demo_pretrained
+from nlflow.models import ModelConfig, load_checkpoint
+
 from helpers.evaluation import VIDEO_SIZE, tiny_checkpoint
 
 NLFLOW = shutil.which("nlflow")

@@ -23,21 +23,21 @@ import numpy as np
 import pytest
 import torch
 
-from nlflow.lists import listfiles
 from nlflow.archives.download import DownloadError, fetch, read_lock_file
-from nlflow.workflow.adapter import run_stage
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate import EvaluationError, evaluate, reaggregate
 from nlflow.evaluate.report import ReportError, read_metrics_jsonl, write_report
+from nlflow.lists import listfiles
 from nlflow.models import CheckpointError, ModelConfig, build_model, read_checkpoint, save_checkpoint
 from nlflow.store.lmdb_store import LmdbReader, LmdbStoreError, write_store
 from nlflow.train.snapshots import load_latest_snapshot, save_snapshot, snapshot_path
 from nlflow.video.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
+from nlflow.workflow.adapter import run_stage
 
 from helpers.e2e import demo_config, planned_jobs, snakemake, write_config
-from helpers.stores import CLASSES, fake_videos
 from helpers.evaluation import SPEC, tiny_checkpoint, tiny_test_store
 from helpers.reports import write_eval_metrics
+from helpers.stores import CLASSES, fake_videos
 
 STORE = "results/lmdb/split1/test.lmdb"  # where the workflow keeps a store: the rebuild hint names it
 REBUILD_STORE = f"rebuild it with `snakemake -f {STORE}`"

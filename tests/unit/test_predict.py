@@ -11,6 +11,7 @@ from nlflow.demo.dataset import make_class_video, truncate_video
 from nlflow.evaluate import ViewScorer, evaluate
 from nlflow.models import load_checkpoint, read_checkpoint
 from nlflow.predict import PredictError, format_predictions, predict_videos, score_video, spec_from_checkpoint
+
 from helpers.evaluation import CLASSES, SPEC, VIDEO_SIZE, tiny_checkpoint, tiny_test_store
 
 

@@ -17,10 +17,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nlflow.lists.holdout import validation_source
 from nlflow.errors import NlflowError
 from nlflow.evaluate.headline import percent
 from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
+from nlflow.lists.holdout import validation_source
 
 log = logging.getLogger(__name__)
 

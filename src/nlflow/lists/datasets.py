@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nlflow.errors import ConfigError
 from nlflow.lists.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
 from nlflow.lists.listfiles import DatasetLists
 from nlflow.lists.ucf101 import ucf101_lists
 from nlflow.lists.video_tree import video_root
-from nlflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

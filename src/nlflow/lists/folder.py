@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
+from nlflow.errors import NlflowError
 from nlflow.lists.holdout import hold_out
 from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.lists.split_files import (
@@ -31,7 +32,6 @@ from nlflow.lists.split_files import (
     where,
 )
 from nlflow.lists.video_tree import VIDEO_SUFFIXES, class_folders, is_video_file, list_videos
-from nlflow.errors import NlflowError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.errors import NlflowError
+from nlflow.lists.listfiles import DatasetLists, ListedVideo
 
 log = logging.getLogger(__name__)
 

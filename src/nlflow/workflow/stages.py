@@ -31,8 +31,8 @@ def make_demo_dataset(
 
 
 def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None:
-    from nlflow.models.builder import ModelConfig
     from nlflow.demo.weights import write_demo_pretrained
+    from nlflow.models.builder import ModelConfig
 
     config = ModelConfig.from_dict(dict(model, num_classes=400))
     write_demo_pretrained(pkl, config, num_pretrain_classes=400, seed=seed)
@@ -97,8 +97,8 @@ def downscale(
     qscale: int,
     n_jobs: int,
 ) -> None:
-    from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.fileio import resumable_dir
+    from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.video.downscale import downscale_all
 
     root = video_root(extracted_dir)
@@ -131,8 +131,8 @@ def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) ->
 
 
 def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
-    from nlflow.lists.listfiles import format_list, read_list
     from nlflow.fileio import write_text_atomic
+    from nlflow.lists.listfiles import format_list, read_list
     from nlflow.store.shuffle import shuffle_repeat
     from nlflow.video.manifest import read_manifest
 

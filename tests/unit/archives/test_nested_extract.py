@@ -9,6 +9,7 @@ import rars
 
 from nlflow.archives.extract import ExtractError, UnsafeArchiveError
 from nlflow.archives.nested_extract import archive_stem, extract_nested
+
 from helpers.rar import SHARED, needs_shared, patch_rar5_name
 
 

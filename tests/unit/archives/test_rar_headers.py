@@ -14,6 +14,7 @@ import rars
 
 from nlflow.archives import extract
 from nlflow.archives.rar_headers import Unlisted, list_rar
+
 from helpers.rar import CONTENT, SHARED, needs_shared
 
 

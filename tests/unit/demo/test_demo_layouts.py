@@ -7,12 +7,12 @@ import json
 import pytest
 import rars
 
-from nlflow.workflow import stages
+from nlflow.cli import build_parser
 from nlflow.demo import dataset as demo
 from nlflow.demo.layouts import hmdb_class, hmdb_code, hmdb_split_files
 from nlflow.lists.folder import folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
-from nlflow.cli import build_parser
+from nlflow.workflow import stages
 
 NUM_FRAMES = 20  # decodable, and small enough to stay fast
 HMDB_CLASSES = ["grow", "move_down", "move_up", "shrink", "stand_still"]

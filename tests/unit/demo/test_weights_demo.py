@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
+from nlflow.demo.weights import write_demo_pretrained
 from nlflow.models import ModelConfig
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
 from nlflow.weights.convert import convert_caffe2_to_checkpoint
-from nlflow.demo.weights import write_demo_pretrained
 from nlflow.weights.name_map import tensor_names
 
 CFG = ModelConfig(width=8, num_classes=5, video_length=8, sample_rate=8)

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from nlflow.lists.datasets import KINDS, dataset_spec
 from nlflow.errors import ConfigError, NlflowError
+from nlflow.lists.datasets import KINDS, dataset_spec
 
 from helpers import REPO
+
 ARCHIVE = {"filename": "x.rar", "urls": ["file:x.rar"]}
 
 

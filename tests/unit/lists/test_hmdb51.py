@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import rars
 
-from nlflow.workflow import stages
+from nlflow.errors import NlflowError
 from nlflow.lists.datasets import KINDS, dataset_spec
 from nlflow.lists.hmdb51 import hmdb51_lists, source_film
 from nlflow.lists.listfiles import list_paths, read_classes, read_list
@@ -20,7 +20,7 @@ from nlflow.lists.split_files import (
     MissingVideosError,
     UnknownClassError,
 )
-from nlflow.errors import NlflowError
+from nlflow.workflow import stages
 
 # class -> [(video name, (code in split 1, split 2, split 3))], in split-file order
 VIDEOS = {

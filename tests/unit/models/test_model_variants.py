@@ -7,9 +7,10 @@ from nlflow.errors import ConfigError
 from nlflow.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from nlflow.models.builder import res5_temporal_length
 from nlflow.models.nonlocal_block import NonLocalBlock
-from helpers.nonlocal_reference import reference_attend
 from nlflow.models.norm import Affine3d, norm_factory
 from nlflow.models.resnet3d import make_stem
+
+from helpers.nonlocal_reference import reference_attend
 
 BN = norm_factory(False)
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from nlflow.models.nonlocal_block import NonLocalBlock
-from helpers.nonlocal_reference import reference_attend
 from nlflow.models.norm import Affine3d, norm_factory
+
+from helpers.nonlocal_reference import reference_attend
 
 
 def _block(channels: int = 16, frozen: bool = False) -> NonLocalBlock:

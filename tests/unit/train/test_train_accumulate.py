@@ -16,6 +16,7 @@ from nlflow.train import train
 from nlflow.train.loop import weights_digest
 from nlflow.train.runtime import fitting_accumulate
 from nlflow.train.snapshots import list_snapshots
+
 from helpers.training import CLASSES, tiny_data, tiny_settings  # noqa: F401 (tiny_data is a fixture)
 
 OOM_TEXT = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.64 GiB of "

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from nlflow.workflow import stages
 from nlflow.errors import ConfigError
 from nlflow.logs import setup_logging
 from nlflow.models import ModelConfig, build_model, read_checkpoint, save_checkpoint
@@ -28,6 +27,7 @@ from nlflow.train.launch import (
     run_plan,
     torchrun_command,
 )
+from nlflow.workflow import stages
 
 from helpers.training import CLASSES, tiny_data, tiny_settings  # noqa: F401  (module-scoped fixture)
 

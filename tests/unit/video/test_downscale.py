@@ -12,6 +12,7 @@ import pytest
 from nlflow.demo.dataset import render_class_frames, truncate_video, write_video
 from nlflow.video.downscale import downscale_all, downscale_video, output_size
 from nlflow.video.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
+
 from helpers.frames import read_frame_index
 from helpers.videos import decode_all
 

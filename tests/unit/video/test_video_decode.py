@@ -11,6 +11,7 @@ import pytest
 from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.decode import FramesPastEndError, VideoDecodeError, VideoInfo
+
 from helpers.frames import read_frame_index
 from helpers.videos import decode_all
 

@@ -18,6 +18,7 @@ from nlflow.video.views import (
     test_clip_starts,
     train_clip_indices,
 )
+
 from helpers.frames import read_frame_index
 from helpers.videos import decode_all
 

@@ -10,6 +10,7 @@ from nlflow.models import ModelConfig, build_model, load_checkpoint
 from nlflow.weights.caffe2_pickle import write_caffe2_pickle
 from nlflow.weights.convert import ConvertError, convert_caffe2_to_checkpoint, infer_model_config
 from nlflow.weights.name_map import state_dict_to_blobs, tensor_names
+
 from helpers.weights import trained_model, write_official_pickle
 
 WIDTH = 4

@@ -6,11 +6,12 @@ import pytest
 import torch
 import yaml
 
-from helpers.e2e import REPO, planned_jobs, snakemake, write_config
 from nlflow.cli import main
 from nlflow.errors import ConfigError
 from nlflow.models import build_model
 from nlflow.weights.zoo import ZOO, resolve_pretrained, zoo_model, zoo_model_for_file
+
+from helpers.e2e import REPO, planned_jobs, snakemake, write_config
 
 # The original README's model links, written out here independently of the table in zoo.py.
 RELEASED = {

@@ -9,6 +9,7 @@ import yaml
 from snakemake.utils import validate
 
 from helpers import REPO
+
 SCHEMA = REPO / "config" / "schema.yaml"
 
 

@@ -8,6 +8,7 @@ import tomllib
 import yaml
 
 from helpers import REPO
+
 # conda-forge names of PyPI packages, where they differ.
 CONDA_NAMES = {"lmdb": "python-lmdb", "matplotlib": "matplotlib-base"}
 # Packages Snakemake itself provides when it builds the environment.

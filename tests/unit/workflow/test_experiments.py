@@ -9,12 +9,13 @@ import pytest
 import torch
 import yaml
 
-from helpers.e2e import REPO
 from nlflow.errors import ConfigError
 from nlflow.evaluate.compare import experiment_row, view_gmacs, write_comparison
-from nlflow.workflow.experiments import read_experiments
 from nlflow.models import ModelConfig, build_model, save_checkpoint
 from nlflow.workflow.config import coerce_to_schema
+from nlflow.workflow.experiments import read_experiments
+
+from helpers.e2e import REPO
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import yaml
 
-from helpers.e2e import REPO
 from nlflow.train.solver import TrainSettings
 from nlflow.workflow.config import (
     OPERATIONAL_KEYS,
@@ -14,6 +13,8 @@ from nlflow.workflow.config import (
     operational_params,
     result_params,
 )
+
+from helpers.e2e import REPO
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 
