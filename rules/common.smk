@@ -1,16 +1,11 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
-import copy
-
 from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
 from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, ReportOnly, demo_model_id
 from nlflow.workflow.experiments import find_table, read_experiments
-
-# The config as validated, before the model zoo fills it in: what experiment rows override.
-BASE_CONFIG = copy.deepcopy(config)
 
 
 def R(path):
@@ -43,16 +38,19 @@ LISTS_SETTINGS = DATASET.lists_settings()
 SPLIT = config["dataset"]["split"]
 LISTS = R(f"lists/split{SPLIT}")
 LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt"}
-# pretrained.name completes the model section from the model zoo (a contradiction stops here).
-config["model"] = resolve_pretrained(config["model"], config["pretrained"]).model
+# The config the jobs see: pretrained.name completes the model section from the model zoo (a
+# contradiction stops here). `config` itself stays as validated: what experiment rows override.
+JOB_CONFIG = dict(
+    config, model=resolve_pretrained(config["model"], config["pretrained"]).model
+)
 
-# Experiments: `experiments` names a table with one row per experiment (nlflow.workflow.experiments); each
-# row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
-# experiment, the config itself, whose outputs keep their places (weights/, train/, evaluate/, report/).
+# Experiments: `experiments` names a table with one row per experiment (nlflow.workflow.experiments);
+# each row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
+# experiment, JOB_CONFIG, whose outputs keep their places (weights/, train/, evaluate/, report/).
 EXPERIMENTS = (
     read_experiments(
         find_table(with_results_dir(config["experiments"]), workflow.basedir),
-        BASE_CONFIG,
+        config,
         SCHEMA_DICT,
     ).configs
     if config.get("experiments")
@@ -63,8 +61,8 @@ REPORT_SUBCATEGORY = "{experiment}" if EXPERIMENTS else None
 
 
 def exp_config(wildcards):
-    """The whole config of the job's experiment (the config itself without a table)."""
-    return EXPERIMENTS[wildcards.experiment] if EXPERIMENTS else config
+    """The whole config of the job's experiment (JOB_CONFIG without a table)."""
+    return EXPERIMENTS[wildcards.experiment] if EXPERIMENTS else JOB_CONFIG
 
 
 def exp_setting(section, key):
@@ -80,7 +78,7 @@ def exp_path(path):
 
 
 def all_experiment_configs():
-    return list(EXPERIMENTS.values()) or [config]
+    return list(EXPERIMENTS.values()) or [JOB_CONFIG]
 
 
 def expand_pkl(text, model):
@@ -203,7 +201,7 @@ def report_headline(wildcards):
     front page shows the comparison instead."""
     if EXPERIMENTS:
         return ReportOnly()
-    return ReportOnly(headline_numbers(R("evaluate/metrics.json"), config) or {})
+    return ReportOnly(headline_numbers(R("evaluate/metrics.json"), JOB_CONFIG) or {})
 
 
 def comparison_headline_params():
