@@ -6,8 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import min_version, validate
 
-from nlflow.evaluate.headline import headline_numbers
-from nlflow.workflow_config import (
+from nlflow.workflow.config import (
     canonical,
     coerce_to_schema,
     operational_params,

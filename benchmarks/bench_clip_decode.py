@@ -19,14 +19,14 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from nlflow.acquire.demo import render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.views import train_clip_indices
 from baselines import decode_all
 
 
-def decode_everything_convert_used(data: bytes, indices: list[int]) -> np.ndarray:
+def decode_everything_convert_used(data: bytes, indices: list[int], counters: decode.DecodeCounters) -> np.ndarray:
     import io
 
     wanted = set(indices)
@@ -36,14 +36,14 @@ def decode_everything_convert_used(data: bytes, indices: list[int]) -> np.ndarra
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
         for number, frame in enumerate(container.decode(stream)):
-            decode.counters.frames_decoded += 1
+            counters.frames_decoded += 1
             if number in wanted:
                 picked[number] = scaler.reformat(frame, format="rgb24", threads=1).to_ndarray()
     return np.stack([picked[i] for i in indices])
 
 
-def decode_all_then_pick(data: bytes, indices: list[int]) -> np.ndarray:
-    return decode_all(data)[indices]
+def decode_all_then_pick(data: bytes, indices: list[int], counters: decode.DecodeCounters) -> np.ndarray:
+    return decode_all(data, counters)[indices]
 
 
 def main() -> None:
@@ -59,23 +59,23 @@ def main() -> None:
     rng = np.random.default_rng(0)
     clips = [train_clip_indices(row.frames, 8, 8, rng) for _ in range(args.clips)]
     for clip in clips[:10]:  # all three agree frame for frame
-        expected = decode_all_then_pick(data, clip)
+        expected = decode_all(data)[clip]
         assert np.array_equal(decode.decode_frames(data, clip), expected)
-        assert np.array_equal(decode_everything_convert_used(data, clip), expected)
+        assert np.array_equal(decode_everything_convert_used(data, clip, decode.DecodeCounters()), expected)
 
     methods = {
         "decode all frames, convert the 8 used": decode_everything_convert_used,  # the baseline
         "decode_all (convert all), then pick 8": decode_all_then_pick,
-        "decode_frames (seek + reused scaler)": decode.decode_frames,
+        "decode_frames (seek + reused scaler)": lambda data, clip, counters: decode.decode_frames(data, clip, counters=counters),
     }
     results = []
     for name, method in methods.items():
-        decode.counters.reset()
+        counters = decode.DecodeCounters()
         cpu, wall = time.process_time(), time.perf_counter()
         for clip in clips:
-            method(data, clip)
+            method(data, clip, counters)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        results.append((name, wall, cpu, decode.counters.frames_decoded / (8 * len(clips))))
+        results.append((name, wall, cpu, counters.frames_decoded / (8 * len(clips))))
     print(f"{args.clips} clips of 8 x stride 8 from a {row.width}x{row.height} video of {row.frames} frames, keyframe every 12")
     print(f"{'method':40s} {'clips/s':>8s} {'clips/CPU-s':>11s} {'decoded/used':>12s} {'x wall':>7s} {'x CPU':>6s}")
     base_wall, base_cpu = results[0][1], results[0][2]

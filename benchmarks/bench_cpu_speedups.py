@@ -2,7 +2,7 @@
 
 Until 2026-11-30 ``resnet3d.py`` and ``nonlocal_block.py`` took other code paths on a CPU; they
 were measured here on the demo's training step, gained nothing at its settings (2 threads), and
-were removed (benchmarks/README-cpu-speedups.md has the numbers). They live on here as ``nn.Conv3d``
+were removed (docs/benchmarks.md has the numbers). They live on here as ``nn.Conv3d``
 subclasses, swapped in place into copies of one network (same parameters), so that the
 measurement can be repeated on another machine or PyTorch version:
 

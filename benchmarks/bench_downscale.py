@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlflow.acquire.demo import DEMO_CLASSES, render_class_frames, write_video
+from nlflow.demo.dataset import DEMO_CLASSES, render_class_frames, write_video
 from nlflow.video.downscale import downscale_all
 
 

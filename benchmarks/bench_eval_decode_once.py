@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nlflow.acquire.demo import DEMO_CLASSES, render_class_frames, write_video
-from nlflow.evaluate.multiview import ViewScorer
+from nlflow.demo.dataset import DEMO_CLASSES, render_class_frames, write_video
+from nlflow.evaluate.scorer import ViewScorer
 from nlflow.models import ModelConfig, build_model
 from nlflow.video import decode
 from nlflow.video.transforms import crop_offsets, normalize_channels_last, resize_short_side

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nlflow.evaluate.multiview import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, _videos_fingerprint, reaggregate
+from nlflow.evaluate.run import reaggregate
+from nlflow.evaluate.score_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, videos_fingerprint
 from nlflow.video.views import ViewSpec
 
 SPEC = ViewSpec(video_length=8, sample_rate=8, num_clips=10, num_crops=3, scale=256, crop_size=256)
@@ -32,7 +33,7 @@ def fill_cache(path: Path, videos: int, classes: int, seed: int = 0) -> None:
     cache = ScoreCache(path)
     identity = {
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "checkpoint_sha256": "0" * 64, "spec": SPEC.to_dict(),
-        "test_set": {"count": videos, "videos_sha256": _videos_fingerprint(names, labels), "excluded": []},
+        "test_set": {"count": videos, "videos_sha256": videos_fingerprint(names, labels), "excluded": []},
         "classes": [f"Class{c:03d}" for c in range(classes)], "precision": "fp32",
     }
     cache.open(identity)

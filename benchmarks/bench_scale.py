@@ -1,6 +1,6 @@
 """Dress rehearsal at UCF-101 scale: what each stage of the real workflow costs, and how that grows.
 
-``run``: generate a UCF-101-shaped dataset at a fraction of the real size (nlflow.acquire.scale_demo),
+``run``: generate a UCF-101-shaped dataset at a fraction of the real size (nlflow.demo.scale),
 then run the real workflow on it with Snakemake (``config/config.yaml`` with ``file:`` URLs to the
 generated archives and a narrow network, so the network does not dominate), one job at a time,
 and record per job: wall time, CPU time, peak RSS and anonymous RSS summed over the job's process
@@ -138,7 +138,7 @@ def stage_rows(jobs: dict[str, dict]) -> dict[str, dict]:
 
 
 def run_rehearsal(args: argparse.Namespace) -> None:
-    from nlflow.acquire.scale_demo import generate_scale_demo
+    from nlflow.demo.scale import generate_scale_demo
 
     work = Path(args.work) / f"f{args.fraction:g}"
     source, workdir, stats_dir = work / "source", work / "run", work / "job_stats"
@@ -188,7 +188,8 @@ def network_cost(workdir: Path, repeats: int = 3) -> dict:
     runs it (30 views per pass, two threads)."""
     import torch
 
-    from nlflow.evaluate.multiview import ViewScorer, load_model
+    from nlflow.evaluate.scorer import ViewScorer
+    from nlflow.evaluate.testset import load_model
 
     torch.set_num_threads(2)
     model = load_model(workdir / "results" / "train" / "model_final.pt")
@@ -259,7 +260,7 @@ def extraction(args: argparse.Namespace) -> None:
     """Pack the ``fraction`` run's extracted videos into a stored and a solid RAR (the generator's
     packer; solid: one compressed stream) and extract each with the extract stage in a process of
     its own, measured as the jobs of a run are: memory must not grow with the archive."""
-    from nlflow.acquire.scale_demo import full_inventory, select_fraction, write_video_rar
+    from nlflow.demo.scale import full_inventory, select_fraction, write_video_rar
 
     videos_root = Path(args.work) / f"f{args.fraction:g}" / "run" / "results" / "extracted" / "videos" / "UCF-101"
     if not videos_root.is_dir():
@@ -275,7 +276,7 @@ def extraction(args: argparse.Namespace) -> None:
         pack_s = time.time() - packed
         quiet = wait_until_quiet(args.quiet_load, args.quiet_wait)
         started = stamp()
-        code = "from nlflow.stages import extract; import sys; extract(sys.argv[1], sys.argv[2])"
+        code = "from nlflow.workflow.stages import extract; import sys; extract(sys.argv[1], sys.argv[2])"
         cost = measure_command([sys.executable, "-c", code, str(work / "UCF101.rar"), str(work / "extracted")],
                                env=probe_environment(work / "unused"))
         video_bytes = sum(p.stat().st_size for p in (work / "extracted").rglob("*.avi"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlflow.acquire.demo import render_class_frames, write_video
+from nlflow.demo.dataset import render_class_frames, write_video
 from nlflow.video import decode
 from nlflow.video.downscale import downscale_video
 from nlflow.video.transforms import crop_offsets, resize_short_side
@@ -27,12 +27,13 @@ from nlflow.video.views import ViewSpec, load_test_view_frames, normalize_views,
 from baselines import decode_all
 
 
-def thirty_decodes(data: bytes, spec: ViewSpec, num_frames: int) -> torch.Tensor:
+def thirty_decodes(data: bytes, spec: ViewSpec, num_frames: int,
+                   counters: decode.DecodeCounters | None = None) -> torch.Tensor:
     """Each view from its own full decode: uint8 ``[V, T, S, S, 3]``."""
     clips = test_clip_indices(num_frames, spec)
     views = []
     for view in range(spec.num_views):
-        frames = resize_short_side(decode_all(data), spec.scale)
+        frames = resize_short_side(decode_all(data, counters), spec.scale)
         top, left = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)[view % spec.num_crops]
         clip = frames[clips[view // spec.num_crops], top : top + spec.crop_size, left : left + spec.crop_size]
         views.append(torch.from_numpy(np.ascontiguousarray(clip)))
@@ -54,19 +55,21 @@ def main() -> None:
     assert torch.equal(load_test_view_frames(data, spec, num_frames=row.frames), thirty_decodes(data, spec, row.frames))
 
     methods = {
-        "30 separate decodes": lambda: thirty_decodes(data, spec, row.frames),
-        "load_test_view_frames (one)": lambda: load_test_view_frames(data, spec, num_frames=row.frames),
-        "+ CPU float: 30 decodes": lambda: normalize_views(thirty_decodes(data, spec, row.frames)),
-        "+ CPU float: one decode": lambda: normalize_views(load_test_view_frames(data, spec, num_frames=row.frames)),
+        "30 separate decodes": lambda counters: thirty_decodes(data, spec, row.frames, counters),
+        "load_test_view_frames (one)": lambda counters: load_test_view_frames(
+            data, spec, num_frames=row.frames, counters=counters),
+        "+ CPU float: 30 decodes": lambda counters: normalize_views(thirty_decodes(data, spec, row.frames, counters)),
+        "+ CPU float: one decode": lambda counters: normalize_views(load_test_view_frames(
+            data, spec, num_frames=row.frames, counters=counters)),
     }
     results = []
     for name, method in methods.items():
-        decode.counters.reset()
+        counters = decode.DecodeCounters()
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(args.videos):
-            method()
+            method(counters)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        results.append((name, wall / args.videos, cpu / args.videos, decode.counters.frames_decoded / args.videos))
+        results.append((name, wall / args.videos, cpu / args.videos, counters.frames_decoded / args.videos))
     print(f"10 clips x 3 crops of 8 x stride 8 from a {row.width}x{row.height} video of {row.frames} frames")
     print(f"{'method':32s} {'s/video':>8s} {'CPU-s/video':>11s} {'frames decoded':>14s} {'x wall':>7s} {'x CPU':>6s}")
     for number, (name, wall, cpu, decoded) in enumerate(results):

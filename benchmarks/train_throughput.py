@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from nlflow.acquire.demo import DEMO_CLASSES, render_class_frames, write_video
+from nlflow.demo.dataset import DEMO_CLASSES, render_class_frames, write_video
 from nlflow.models import ModelConfig, build_model
 from nlflow.store.torch_datasets import TrainClipDataset
 from nlflow.store.lmdb_store import write_store

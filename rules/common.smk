@@ -1,15 +1,11 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
-import copy
-
-from nlflow.acquire.datasets import dataset_spec, video_source_dir
-from nlflow.evaluate.headline import comparison_headline
-from nlflow.experiments import find_table, read_experiments
-from nlflow.weights.demo import DEMO_MODEL_PLACEHOLDER, demo_model_id
+from nlflow.archives.download import local_source_path
+from nlflow.evaluate.headline import comparison_headline, headline_numbers
+from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
-
-# The config as validated, before the model zoo fills it in: what experiment rows override.
-BASE_CONFIG = copy.deepcopy(config)
+from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, ReportOnly, demo_model_id
+from nlflow.workflow.experiments import find_table, read_experiments
 
 
 def R(path):
@@ -24,7 +20,7 @@ def with_results_dir(text):
     )
 
 
-# The dataset kind (nlflow.acquire.datasets) says which archives exist, whether the video archive
+# The dataset kind (nlflow.lists.datasets) says which archives exist, whether the video archive
 # nests one archive per class, and the class count; a bad dataset section stops the run here.
 DATASET = dataset_spec(config["dataset"], expand=with_results_dir)
 ARCHIVES = {
@@ -42,16 +38,19 @@ LISTS_SETTINGS = DATASET.lists_settings()
 SPLIT = config["dataset"]["split"]
 LISTS = R(f"lists/split{SPLIT}")
 LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt"}
-# pretrained.name completes the model section from the model zoo (a contradiction stops here).
-config["model"] = resolve_pretrained(config["model"], config["pretrained"]).model
+# The config the jobs see: pretrained.name completes the model section from the model zoo (a
+# contradiction stops here). `config` itself stays as validated: what experiment rows override.
+JOB_CONFIG = dict(
+    config, model=resolve_pretrained(config["model"], config["pretrained"]).model
+)
 
-# Experiments: `experiments` names a table with one row per experiment (nlflow.experiments); each
-# row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
-# experiment, the config itself, whose outputs keep their places (weights/, train/, evaluate/, report/).
+# Experiments: `experiments` names a table with one row per experiment (nlflow.workflow.experiments);
+# each row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
+# experiment, JOB_CONFIG, whose outputs keep their places (weights/, train/, evaluate/, report/).
 EXPERIMENTS = (
     read_experiments(
         find_table(with_results_dir(config["experiments"]), workflow.basedir),
-        BASE_CONFIG,
+        config,
         SCHEMA_DICT,
     ).configs
     if config.get("experiments")
@@ -59,18 +58,16 @@ EXPERIMENTS = (
 )
 EXP = "experiments/{experiment}/" if EXPERIMENTS else ""
 REPORT_SUBCATEGORY = "{experiment}" if EXPERIMENTS else None
-# The HTML report's front page is rendered from the config alone: hand it the numbers.
-config["report_headline"] = (
-    None if EXPERIMENTS else headline_numbers(R("evaluate/metrics.json"), config)
-)
-config["report_comparison"] = (
-    comparison_headline(R("compare/summary.csv")) if EXPERIMENTS else None
-)
 
 
 def exp_config(wildcards):
-    """The whole config of the job's experiment (the config itself without a table)."""
-    return EXPERIMENTS[wildcards.experiment] if EXPERIMENTS else config
+    """The whole config of the job's experiment (JOB_CONFIG without a table)."""
+    return EXPERIMENTS[wildcards.experiment] if EXPERIMENTS else JOB_CONFIG
+
+
+def exp_setting(section, key):
+    """An input function: one key of a section of the job's experiment's config."""
+    return lambda wildcards: exp_config(wildcards)[section][key]
 
 
 def exp_path(path):
@@ -81,7 +78,7 @@ def exp_path(path):
 
 
 def all_experiment_configs():
-    return list(EXPERIMENTS.values()) or [config]
+    return list(EXPERIMENTS.values()) or [JOB_CONFIG]
 
 
 def expand_pkl(text, model):
@@ -107,25 +104,17 @@ def archive_by_filename(filename):
     raise ValueError(f"no configured archive is named {filename}")
 
 
-def local_source(url):
-    """The local file behind a `file:` URL or plain path, so Snakemake can order the demo before download."""
-    if url.startswith("file://"):
-        return url[len("file://") :]
-    if url.startswith("file:"):
-        return url[len("file:") :]
-    if "://" in url:
-        return None
-    return url
-
-
 def demo_source_inputs(wildcards):
-    """The demo's archives are produced by make_demo_dataset; real mirrors are not Snakemake inputs."""
-    archive = archive_by_filename(wildcards.filename)
-    paths = [local_source(url) for url in archive["urls"]]
+    """The demo's archives are produced by make_demo_dataset; real mirrors are not Snakemake inputs.
+    A `file:` URL or plain path means the file download copies (nlflow.archives.download), so
+    Snakemake can order the demo before download."""
+    results = Path(config["results_dir"])
+    paths = [
+        local_source_path(url)
+        for url in archive_by_filename(wildcards.filename)["urls"]
+    ]
     return [
-        path
-        for path in paths
-        if path is not None and path.startswith(config["results_dir"])
+        str(path) for path in paths if path is not None and path.is_relative_to(results)
     ]
 
 
@@ -174,6 +163,50 @@ def view_params(wildcards):
             "crop_size": test["crop_size"],
         }
     )
+
+
+def clip_params(wildcards):
+    """The model keys that shape the training clips."""
+    model = exp_config(wildcards)["model"]
+    return canonical({key: model[key] for key in ("video_length", "sample_rate")})
+
+
+def train_job_gpus(wildcards):
+    """The GPUs of the whole train job (SLURM's per-job `--gpus`): train.gpus on each node."""
+    train = exp_config(wildcards)["train"]
+    return train["gpus"] * train["nodes"]
+
+
+def evaluate_job_gpus(wildcards):
+    """Evaluation runs in one process: one GPU where training has any."""
+    return min(exp_config(wildcards)["train"]["gpus"], 1)
+
+
+def report_settings(wildcards):
+    """What report.md lists under Settings: the keys that can change the results."""
+    cfg = exp_config(wildcards)
+    return canonical(
+        {
+            "dataset": cfg["dataset"],
+            "model": cfg["model"],
+            "train": result_params(cfg["train"], "train"),
+            "test": result_params(cfg["test"], "test"),
+        }
+    )
+
+
+def report_headline(wildcards):
+    """The HTML report's front-page numbers (workflow/report/workflow.rst reads them from the
+    report job's params); empty until the evaluation has run, and with an experiments table, whose
+    front page shows the comparison instead."""
+    if EXPERIMENTS:
+        return ReportOnly()
+    return ReportOnly(headline_numbers(R("evaluate/metrics.json"), JOB_CONFIG) or {})
+
+
+def comparison_headline_params():
+    """Each experiment's top-1 / top-5 for the HTML report's front page; empty until compared."""
+    return ReportOnly(experiments=comparison_headline(R("compare/summary.csv")) or [])
 
 
 def section_params(section, result=True):

@@ -39,5 +39,7 @@ rule compare:
         runtime=30,
     params:
         experiments=list(EXPERIMENTS),
+        # Read by the HTML report's front page only, never a reason to re-run (ReportOnly).
+        comparison=comparison_headline_params(),
     script:
         "../workflow/scripts/compare.py"

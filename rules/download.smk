@@ -1,5 +1,5 @@
 # Acquisition: resumable, checksum-verified downloads, then safe, atomic extraction. Which archives
-# exist comes from the dataset kind (nlflow.acquire.datasets): UCF-101, HMDB-51 and the demo have a
+# exist comes from the dataset kind (nlflow.lists.datasets): UCF-101, HMDB-51 and the demo have a
 # video and a split archive; a `folder` dataset has none, so these rules do not run for it.
 
 

@@ -27,13 +27,13 @@ rule evaluate:
     resources:
         mem_mb=8000,
         runtime=600,
-        gpu=lambda wildcards: min(exp_config(wildcards)["train"]["gpus"], 1),
+        gpu=evaluate_job_gpus,
     params:
         views=view_params,
         # views per forward pass and loader workers: how it runs, never what it finds
         operational=section_params("test", result=False),
-        aggregate=lambda wildcards: exp_config(wildcards)["test"]["aggregate"],
-        amp=lambda wildcards: exp_config(wildcards)["test"]["amp"],
+        aggregate=exp_setting("test", "aggregate"),
+        amp=exp_setting("test", "amp"),
         cache_dir=exp_path("evaluate/view_scores"),
     script:
         "../workflow/scripts/evaluate.py"
@@ -77,13 +77,8 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=lambda wildcards: canonical(
-            {
-                "dataset": exp_config(wildcards)["dataset"],
-                "model": exp_config(wildcards)["model"],
-                "train": result_params(exp_config(wildcards)["train"], "train"),
-                "test": result_params(exp_config(wildcards)["test"], "test"),
-            }
-        ),
+        settings=report_settings,
+        # Read by the HTML report's front page only, never a reason to re-run (ReportOnly).
+        headline=report_headline,
     script:
         "../workflow/scripts/report.py"

@@ -1,6 +1,6 @@
 # The configured dataset's splits -> 0-based train / val / test lists, the class names, and
 # lists.json (how the lists were made, e.g. whether validation uses the test list). How depends on
-# dataset.name (nlflow.acquire.datasets): official split files, or the user's folder and lists.
+# dataset.name (nlflow.lists.datasets): official split files, or the user's folder and lists.
 
 
 rule make_lists:

@@ -6,8 +6,8 @@
 # (src/nlflow/train/launch.py). gpus and nodes stay out of params on purpose: train.batch_size is
 # the global batch, split evenly over the processes, and every process takes its slice of the
 # same global sample order (nlflow.train.distributed), so changing the process count changes how
-# the work is spread, not which clips, augmentations or learning rates a run uses (README:
-# "Multi-GPU and multi-node training" says what still differs: per-process BN statistics
+# the work is spread, not which clips, augmentations or learning rates a run uses (docs/cluster.md,
+# "Several GPUs and several nodes", says what still differs: per-process BN statistics
 # unless train.sync_bn, dropout masks, float summation order). A changed process count resumes
 # the same run folder instead of starting over.
 
@@ -31,26 +31,20 @@ rule train:
         runtime=2880,
         # GPUs of the whole job: snakemake-executor-plugin-slurm passes this as `sbatch --gpus`,
         # a per-job total; the stage runs gpu // nodes processes on each node.
-        gpu=lambda wildcards: exp_config(wildcards)["train"]["gpus"]
-        * exp_config(wildcards)["train"]["nodes"],
+        gpu=train_job_gpus,
         # `sbatch --nodes` (snakemake-executor-plugin-slurm); the local executor ignores it.
-        nodes=lambda wildcards: exp_config(wildcards)["train"]["nodes"],
+        nodes=exp_setting("train", "nodes"),
         # One SLURM task per node (`sbatch --ntasks` for a CPU job); torchrun starts the per-GPU
         # processes itself. tasks_per_gpu=0 keeps the plugin from turning `tasks` into
         # `--ntasks-per-gpu` (older versions add `--ntasks-per-gpu=1` unless it is 0).
-        tasks=lambda wildcards: exp_config(wildcards)["train"]["nodes"],
+        tasks=exp_setting("train", "nodes"),
         tasks_per_gpu=0,
     params:
         # What can change the trained network; worker, logging and checkpoint settings travel
-        # apart and never re-run training (nlflow.workflow_config).
+        # apart and never re-run training (nlflow.workflow.config).
         train=section_params("train"),
         operational=section_params("train", result=False),
-        clip=lambda wildcards: canonical(
-            {
-                key: exp_config(wildcards)["model"][key]
-                for key in ("video_length", "sample_rate")
-            }
-        ),
+        clip=clip_params,
         checkpoint_dir=exp_path("train/checkpoints"),
     script:
         "../workflow/scripts/train.py"

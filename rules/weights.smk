@@ -23,7 +23,7 @@ rule download_weights:
     message:
         "Download the released model {wildcards.name} from {params.urls[0]}"
     script:
-        # The same adapter as download_dataset: resumable, checksum-locked nlflow.stages.download.
+        # The same adapter as download_dataset: resumable, checksum-locked nlflow.workflow.stages.download.
         "../workflow/scripts/download.py"
 
 
@@ -42,9 +42,7 @@ rule clean_weights:
         runtime=10,
     params:
         model=model_params,
-        drop_head=lambda wildcards: exp_config(wildcards)["pretrained"]["drop_head"],
-        keep_bn_stats=lambda wildcards: exp_config(wildcards)["pretrained"][
-            "keep_bn_stats"
-        ],
+        drop_head=exp_setting("pretrained", "drop_head"),
+        keep_bn_stats=exp_setting("pretrained", "keep_bn_stats"),
     script:
         "../workflow/scripts/clean_weights.py"

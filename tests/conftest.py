@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root and a small demo configuration for end-to-end runs."""
+"""Fixtures for every test: one torch thread, and the repository root."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -17,6 +18,7 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

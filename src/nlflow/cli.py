@@ -6,14 +6,14 @@ import argparse
 import logging
 import sys
 
-from nlflow.acquire.demo_layouts import FORMATS
+from nlflow.demo.layouts import FORMATS
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES
 from nlflow.logs import setup_logging
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from nlflow.acquire.demo import generate_demo
+    from nlflow.demo.dataset import generate_demo
 
     summary = generate_demo(
         args.out_dir, seed=args.seed, num_frames=args.num_frames, clips_per_group=args.clips_per_group,
@@ -24,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _scale_demo(args: argparse.Namespace) -> int:
-    from nlflow.acquire.scale_demo import generate_scale_demo
+    from nlflow.demo.scale import generate_scale_demo
 
     summary = generate_scale_demo(args.out_dir, args.fraction, seed=args.seed, n_jobs=args.jobs, solid=args.solid)
     print(summary)

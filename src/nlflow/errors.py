@@ -10,9 +10,10 @@ class NlflowError(Exception):
     """A user-facing problem: bad input data, bad configuration, a failed download."""
 
 
-def one_line(error: NlflowError) -> str:
-    """The error's one-line message. One raised in a DataLoader worker process comes back re-raised
-    by torch with the worker's whole traceback as its message, its own line last."""
+def one_line(error: BaseException) -> str:
+    """The first line of the error's message (its type's name when it has none). One raised in a
+    DataLoader worker process comes back re-raised by torch with the worker's whole traceback as
+    its message, its own line last."""
     lines = str(error).strip().splitlines()
     if len(lines) > 1 and lines[1].startswith("Original Traceback"):
         return lines[-1].partition(": ")[2] or lines[-1]
@@ -25,6 +26,10 @@ class ConfigError(NlflowError):
 
 class TrainingError(NlflowError):
     """Training cannot start or went wrong (diverged, inconsistent inputs, out of memory)."""
+
+
+class EvaluationError(NlflowError):
+    """Evaluation cannot run or its cache cannot be used."""
 
 
 def check_known_fields(cls: type, data: Mapping[str, Any], what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,9 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
+
+CHUNK_BYTES = 1 << 20
 
 
 def _put_in_place(src: Path, final: Path) -> None:
@@ -71,6 +74,27 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def hash_stream(handle: BinaryIO, hasher: "hashlib._Hash", on_chunk: Callable[[int], object] | None = None) -> int:
+    """Feed the rest of ``handle`` to ``hasher`` chunk by chunk (``on_chunk`` gets each chunk's
+    length, e.g. a progress bar's ``update``); returns the number of bytes read."""
+    total = 0
+    while chunk := handle.read(CHUNK_BYTES):
+        hasher.update(chunk)
+        total += len(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return total
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256",
+                on_chunk: Callable[[int], object] | None = None) -> str:
+    """The hex digest of a file's content (``algorithm``: a hashlib name, sha256 or md5)."""
+    hasher = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+    with open(path, "rb") as handle:
+        hash_stream(handle, hasher, on_chunk)
+    return hasher.hexdigest()
 
 
 # ------------------------------------------------------------------ reading back what we wrote

@@ -2,8 +2,8 @@
 
 Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_view_frames` with a
 :class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
-scale/crop from its ``extra``, see :func:`_test_size`), and scores from the same
-:class:`nlflow.evaluate.multiview.ViewScorer` that ``evaluate`` uses; views are combined by the
+scale and crop from its training settings, see :func:`checkpoint_test_scale`), and scores from the same
+:class:`nlflow.evaluate.scorer.ViewScorer` that ``evaluate`` uses; views are combined by the
 original's rule (mean of the per-view softmax) unless ``aggregate`` names another of evaluation's
 rules.
 
@@ -24,16 +24,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES, aggregate_scores, top_k
-from nlflow.evaluate.multiview import ViewScorer
+from nlflow.evaluate.scorer import ViewScorer
 from nlflow.video.views import ViewSpec, load_test_view_frames
 
 log = logging.getLogger(__name__)
 
 VIEW_LAYOUTS: dict[int, tuple[int, int]] = {30: (10, 3), 3: (3, 1), 1: (1, 1)}  # views -> (clips, crops)
 DEFAULT_TEST_SCALE = 256
-DEFAULT_TEST_CROP = 256
 
 
 class PredictError(NlflowError):
@@ -62,25 +61,15 @@ class Prediction:
         return data
 
 
-def _test_size(extra: dict[str, Any]) -> tuple[int, int]:
-    """(scale, crop) for the test views of a checkpoint.
-
-    In order: an explicit record (``extra["test"]``/``["view_spec"]``/``["test_spec"]`` dicts with
-    ``scale``/``crop_size``, or ``extra["test_scale"]``/``["test_crop_size"]``); else the original's
-    convention, test scale = crop = the low end of the training scale jitter (256 for [256, 320]),
-    read from the trainer's ``extra["settings"]["scale_range"]``; else 256/256.
-    """
-    for key in ("test", "view_spec", "test_spec"):
-        sub = extra.get(key)
-        if isinstance(sub, dict) and "scale" in sub:
-            return int(sub["scale"]), int(sub.get("crop_size", sub["scale"]))
-    if "test_scale" in extra:
-        return int(extra["test_scale"]), int(extra.get("test_crop_size", extra["test_scale"]))
+def checkpoint_test_scale(extra: dict[str, Any]) -> int:
+    """The short side and crop of a checkpoint's test views: the original's convention, test scale =
+    crop = the low end of the training scale jitter (256 for [256, 320]), read from the trainer's
+    ``extra["settings"]["scale_range"]``; 256 for a checkpoint without training settings."""
     settings = extra.get("settings")
     scale_range = settings.get("scale_range") if isinstance(settings, dict) else None
     if isinstance(scale_range, (list, tuple)) and scale_range:
-        return int(scale_range[0]), int(scale_range[0])
-    return DEFAULT_TEST_SCALE, DEFAULT_TEST_CROP
+        return int(scale_range[0])
+    return DEFAULT_TEST_SCALE
 
 
 def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
@@ -88,7 +77,7 @@ def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
     if views not in VIEW_LAYOUTS:
         raise PredictError(f"--views must be one of {sorted(VIEW_LAYOUTS, reverse=True)}, got {views}")
     config = payload["model_config"]
-    scale, crop = _test_size(payload.get("extra") or {})
+    scale = checkpoint_test_scale(payload.get("extra") or {})
     clips, crops = VIEW_LAYOUTS[views]
     return ViewSpec(
         video_length=int(config["video_length"]),
@@ -96,13 +85,8 @@ def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
         num_clips=clips,
         num_crops=crops,
         scale=scale,
-        crop_size=crop,
+        crop_size=scale,
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def score_video(source: str | os.PathLike | bytes, scorer: ViewScorer, spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +134,7 @@ def predict_videos(
         except Exception as exc:  # per-file isolation: one bad file must not stop the others
             if not isinstance(exc, NlflowError):
                 log.debug("prediction for %s failed", name, exc_info=True)
-            message = _one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {_one_line(exc)}"
+            message = one_line(exc) if isinstance(exc, NlflowError) else f"{type(exc).__name__}: {one_line(exc)}"
             predictions.append(Prediction(name, error=message))
             continue
         scores = aggregate_scores(probs[None], logits[None], aggregate)[0]

@@ -1,7 +1,7 @@
 import os
 
-from nlflow import stages
-from nlflow.adapter import run_stage
+from nlflow.workflow import stages
+from nlflow.workflow.adapter import run_stage
 
 run_stage(
     snakemake,

@@ -1,5 +1,5 @@
-from nlflow import stages
-from nlflow.adapter import run_stage
+from nlflow.workflow import stages
+from nlflow.workflow.adapter import run_stage
 
 run_stage(
     snakemake,

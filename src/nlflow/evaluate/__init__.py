@@ -1,7 +1,9 @@
 """Multi-view test evaluation, metrics and the report (``write_report`` imports matplotlib lazily)."""
 
+from nlflow.errors import EvaluationError
 from nlflow.evaluate.metrics import AGGREGATES, compute_metrics, view_subset_indices
-from nlflow.evaluate.multiview import EvaluationError, ViewScorer, evaluate, reaggregate
+from nlflow.evaluate.run import evaluate, reaggregate
+from nlflow.evaluate.scorer import ViewScorer
 
 __all__ = [
     "AGGREGATES",

@@ -95,7 +95,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(COLUMNS))
 
 
-def summary_markdown(frame: pd.DataFrame) -> str:
+def comparison_markdown(frame: pd.DataFrame) -> str:
     shown = frame.rename(columns=COLUMNS)
     for column in ("video top-1", "video top-5", "clip top-1", "mean class accuracy"):
         shown[column] = shown[column].map(lambda v: f"{100 * v:.1f} %" if pd.notna(v) else "n/a")
@@ -136,6 +136,6 @@ def write_comparison(rows: Sequence[dict[str, Any]], csv_path: str | os.PathLike
     frame = summarize(rows)
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
-    write_text_atomic(md_path, summary_markdown(frame))
+    write_text_atomic(md_path, comparison_markdown(frame))
     plot_comparison(frame, png_path)
     return frame

@@ -1,18 +1,21 @@
 """The few numbers a reader of the HTML report wants first, read from a finished evaluation.
 
-Snakemake renders the report's front page (``workflow/report/workflow.rst``) with the config
-only, so the Snakefile reads these numbers at start-up and hands them over in the config.
+Snakemake renders the report's front page (``workflow/report/workflow.rst``) without any job's
+outputs, so the report and compare rules read these numbers when the DAG is built and hand them to
+the page in their params (``ReportOnly``, which never makes a job run again).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Mapping
 
 
-def _pct(value: Any) -> str:
-    return f"{100.0 * value:.2f} %" if isinstance(value, (int, float)) else "n/a"
+def percent(value: Any) -> str:
+    """A fraction as a percentage with two decimals; "n/a" for anything that is not a finite number."""
+    return f"{100.0 * value:.2f} %" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
 def headline_numbers(metrics_json: str | os.PathLike, config: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -28,9 +31,9 @@ def headline_numbers(metrics_json: str | os.PathLike, config: Mapping[str, Any])
     model = config.get("model", {})
     nonlocal_part = " non-local" if model.get("use_nonlocal") else ""
     return {
-        "top1": _pct(metrics.get("top1")),
-        "top5": _pct(metrics.get("top5")),
-        "clip_top1": _pct(metrics.get("clip_top1")),
+        "top1": percent(metrics.get("top1")),
+        "top5": percent(metrics.get("top5")),
+        "clip_top1": percent(metrics.get("clip_top1")),
         "num_listed": metrics.get("num_listed", metrics.get("num_videos", "n/a")),
         "num_videos": metrics.get("num_videos", "n/a"),
         "num_views": metrics.get("num_views", "n/a"),
@@ -55,7 +58,7 @@ def comparison_headline(summary_csv: str | os.PathLike) -> list[dict[str, Any]] 
 
     def pct(text: str) -> str:
         try:
-            return _pct(float(text))
+            return percent(float(text))
         except ValueError:
             return "n/a"
 

@@ -210,19 +210,10 @@ def metrics_from_video_scores(
     labels_arr = np.asarray(labels, dtype=np.int64)
     num_classes = len(classes)
     scores = np.asarray(scores)
-    if scores.ndim != 2 or scores.shape[0] != len(labels_arr):
-        raise MetricsError(f"{len(labels_arr)} labels for video scores shaped {scores.shape}")
-    if scores.shape[1] != num_classes:
-        raise MetricsError(f"scores have {scores.shape[1]} classes but {num_classes} class names were given")
-    if len(labels_arr) and (labels_arr.min() < 0 or labels_arr.max() >= num_classes):
-        raise MetricsError(f"labels must be in 0..{num_classes - 1}")
-    listed = len(labels_arr) if num_listed is None else int(num_listed)
-    if listed < len(labels_arr):
-        raise MetricsError(f"{len(labels_arr)} scored videos but only {listed} listed")
+    listed = _checked_listed(scores, labels_arr, num_classes, num_listed)
     selected = list(views)
     predicted = scores.argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
     matrix = confusion_matrix(labels_arr, predicted, num_classes)
-    class_acc = per_class_accuracy(matrix)
     hits1, hits5 = topk_hits(scores, labels_arr, 1), topk_hits(scores, labels_arr, 5)
     clip_count = len(labels_arr) * len(selected)
     return {
@@ -238,15 +229,35 @@ def metrics_from_video_scores(
         "views": selected,
         "aggregate": aggregate,
         "classes": list(classes),
-        "per_class": [
-            {
-                "label": c,
-                "class": classes[c],
-                "videos": int(matrix[c].sum()),
-                "correct": int(matrix[c, c]),
-                "accuracy": None if np.isnan(class_acc[c]) else float(class_acc[c]),
-            }
-            for c in range(num_classes)
-        ],
+        "per_class": _per_class(matrix, classes),
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def _checked_listed(scores: np.ndarray, labels: np.ndarray, num_classes: int, num_listed: int | None) -> int:
+    """The number of listed videos, after checking that scores, labels and classes fit together."""
+    if scores.ndim != 2 or scores.shape[0] != len(labels):
+        raise MetricsError(f"{len(labels)} labels for video scores shaped {scores.shape}")
+    if scores.shape[1] != num_classes:
+        raise MetricsError(f"scores have {scores.shape[1]} classes but {num_classes} class names were given")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise MetricsError(f"labels must be in 0..{num_classes - 1}")
+    listed = len(labels) if num_listed is None else int(num_listed)
+    if listed < len(labels):
+        raise MetricsError(f"{len(labels)} scored videos but only {listed} listed")
+    return listed
+
+
+def _per_class(matrix: np.ndarray, classes: Sequence[str]) -> list[dict]:
+    """Videos, correct ones and accuracy of every true class (accuracy None for a class without videos)."""
+    class_acc = per_class_accuracy(matrix)
+    return [
+        {
+            "label": c,
+            "class": classes[c],
+            "videos": int(matrix[c].sum()),
+            "correct": int(matrix[c, c]),
+            "accuracy": None if np.isnan(class_acc[c]) else float(class_acc[c]),
+        }
+        for c in range(len(classes))
+    ]

@@ -17,9 +17,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nlflow.acquire.holdout import validation_source
 from nlflow.errors import NlflowError
+from nlflow.evaluate.headline import percent
 from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
+from nlflow.lists.holdout import validation_source
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,6 @@ def plot_per_class_accuracy(per_class: Sequence[dict], path: str | os.PathLike) 
     return _save_png(fig, Path(path))
 
 
-def _pct(value: object) -> str:
-    return f"{100.0 * value:.2f} %" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-
-
 def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, figures: Sequence[str]) -> str:
     """The text of report.md."""
     lines = [
@@ -153,11 +150,11 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
         "",
         "| metric | value |",
         "| --- | --- |",
-        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}), all listed test videos | {_pct(evaluation.get('top1'))} |",
-        f"| video top-5, all listed test videos | {_pct(evaluation.get('top5'))} |",
-        f"| video top-1 / top-5, decoded videos only | {_pct(evaluation.get('top1_decoded'))} / {_pct(evaluation.get('top5_decoded'))} |",
-        f"| mean class accuracy (video level, decoded videos) | {_pct(evaluation.get('mean_class_accuracy'))} |",
-        f"| clip-level top-1 (single view, not aggregated) | {_pct(evaluation.get('clip_top1'))} |",
+        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}), all listed test videos | {percent(evaluation.get('top1'))} |",
+        f"| video top-5, all listed test videos | {percent(evaluation.get('top5'))} |",
+        f"| video top-1 / top-5, decoded videos only | {percent(evaluation.get('top1_decoded'))} / {percent(evaluation.get('top5_decoded'))} |",
+        f"| mean class accuracy (video level, decoded videos) | {percent(evaluation.get('mean_class_accuracy'))} |",
+        f"| clip-level top-1 (single view, not aggregated) | {percent(evaluation.get('clip_top1'))} |",
         f"| test videos listed / decoded and scored | {evaluation.get('num_listed', 'n/a')} / {evaluation.get('num_videos', 'n/a')} |",
     ]
     failed = evaluation.get("failed_videos") or []
@@ -174,7 +171,7 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
             lines.append(f"- logged iterations: {len(iterations)}, last: {int(iterations[-1])}")
             lines.append(f"- final training loss: {losses[-1]:.4f}")
         if val:
-            lines.append(f"- last validation clip top-1: {_pct(val[-1])} (best {_pct(max(val))})")
+            lines.append(f"- last validation clip top-1: {percent(val[-1])} (best {percent(max(val))})")
         if "dataset" in settings:
             lines.append(f"- {validation_source(settings['dataset'])}")
     lines += ["", "## Settings", ""]

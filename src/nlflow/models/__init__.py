@@ -1,7 +1,7 @@
 """C2D / I3D ResNets with non-local blocks (video-nonlocal-net's architecture) and their checkpoints."""
 
 from nlflow.models.builder import ModelConfig, build_model, count_parameters, stage_layout
-from nlflow.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_model_checkpoint
+from nlflow.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 __all__ = [
     "CheckpointError",
@@ -10,6 +10,6 @@ __all__ = [
     "count_parameters",
     "load_checkpoint",
     "read_checkpoint",
-    "save_model_checkpoint",
+    "save_checkpoint",
     "stage_layout",
 ]

@@ -202,15 +202,22 @@ def feature_dim(cfg: ModelConfig) -> int:
 def build_model(cfg: ModelConfig) -> ResNet3D:
     """A freshly initialised network for ``cfg`` (``model.config`` is ``cfg``)."""
     norm = norm_factory(cfg.frozen_bn, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
-    stem = make_stem(cfg.width, conv1_temporal_kernel(cfg.arch), norm, cfg.pool1_padding, cfg.stem_temporal_stride)
+    stem = make_stem(
+        dim_out=cfg.width, temporal_kernel=conv1_temporal_kernel(cfg.arch), norm=norm, pool_padding=cfg.pool1_padding,
+        temporal_stride=cfg.stem_temporal_stride,
+    )
     stages: OrderedDict[str, nn.Sequential] = OrderedDict()
     for spec in stage_layout(cfg):
         nonlocal_block = NonLocalSpec(norm if cfg.nonlocal_norm else None, nonlocal_temporal_group(cfg, spec.name))
         stages[spec.name] = make_stage(
-            spec.dim_in, spec.dim_inner, spec.dim_out, spec.stride, spec.temporal_kernels, spec.nonlocal_after, norm,
-            cfg.zero_init_final_bn, nonlocal_block,
+            dim_in=spec.dim_in, dim_inner=spec.dim_inner, dim_out=spec.dim_out, stride=spec.stride,
+            temporal_kernels=spec.temporal_kernels, nonlocal_after=spec.nonlocal_after, norm=norm,
+            zero_init_final_bn=cfg.zero_init_final_bn, nonlocal_spec=nonlocal_block,
         )
-    head = make_head(feature_dim(cfg), cfg.num_classes, cfg.dropout, pool_size=(max(1, res5_temporal_length(cfg)), 7, 7))
+    head = make_head(
+        dim_in=feature_dim(cfg), num_classes=cfg.num_classes, dropout=cfg.dropout,
+        pool_size=(max(1, res5_temporal_length(cfg)), 7, 7),
+    )
     return ResNet3D(stem, stages, head, config=cfg)
 
 

@@ -1,4 +1,5 @@
-"""nlflow model checkpoints: one self-describing file, loadable with ``torch.load(weights_only=True)``.
+"""nlflow model checkpoints: one self-describing model file, loadable with ``torch.load(weights_only=True)``
+(a training run's resumable state is a snapshot: :mod:`nlflow.train.snapshots`).
 
 Content: ``{"format": "nlflow-model", "version": 1, "model_config": dict, "classes": list | None,
 "state_dict": {name: tensor}, "extra": dict}`` — plain types and tensors only, so loading never
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlflow.errors import NlflowError
+from nlflow.errors import NlflowError, one_line
 from nlflow.fileio import atomic_path, rebuild_hint, zip_damage
 from nlflow.models.builder import ModelConfig, build_model
 
@@ -57,7 +58,7 @@ def _check_plain(value: Any, where: str) -> None:
     raise CheckpointError(f"checkpoint {where} holds a {type(value).__name__}; only plain types and tensors may be saved")
 
 
-def save_model_checkpoint(
+def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
     classes: list[str] | None = None,
@@ -110,7 +111,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             ) from None
         raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch file, or damaged") from None
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an nlflow model checkpoint (a Caffe2 .pkl must be converted first: nlflow weights)")
     if payload.get("version") != VERSION:
@@ -129,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored model config: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"{path}: weights do not fit the stored model config: {one_line(exc)}") from exc
     model.to(map_location)
     model.classes = payload.get("classes")
     model.eval()

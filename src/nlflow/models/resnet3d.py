@@ -1,8 +1,9 @@
 """ResNet 3-D building blocks (C2D / I3D, as in video-nonlocal-net) and the network that strings them.
 
-Small composable pieces: ``make_stem``, ``make_bottleneck``, ``make_stage``, ``make_head``.
-Layout facts (kernel sizes, where non-local blocks go) live in ``builder.py``; this file only
-knows how to build one piece from explicit numbers.
+Small composable pieces: ``make_stem``, ``make_stage`` (of ``Bottleneck`` blocks), ``make_head``,
+whose arguments are keyword-only so that every number is named at the call site. Layout facts (kernel
+sizes, where non-local blocks go) live in ``builder.py``; this file only knows how to build one
+piece from explicit numbers.
 
 Initialisation follows the original: convolutions MSRA (Caffe2 ``MSRAFill`` = Kaiming normal,
 fan-out), BN gamma 1 / beta 0 except the last BN of each residual branch (gamma 0 when
@@ -69,6 +70,7 @@ class Bottleneck(nn.Module):
 
     def __init__(
         self,
+        *,
         dim_in: int,
         dim_inner: int,
         dim_out: int,
@@ -95,17 +97,14 @@ class Bottleneck(nn.Module):
         return F.relu(y + identity, inplace=True)
 
 
-def make_stem(dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0, temporal_stride: int = 1) -> Stem:
+def make_stem(
+    *, dim_out: int, temporal_kernel: int, norm: NormFactory, pool_padding: int = 0, temporal_stride: int = 1
+) -> Stem:
     return Stem(dim_out, temporal_kernel, norm, pool_padding, temporal_stride)
 
 
-def make_bottleneck(
-    dim_in: int, dim_inner: int, dim_out: int, stride: int, temporal_kernel: int, norm: NormFactory, zero_init_final_bn: bool = True
-) -> Bottleneck:
-    return Bottleneck(dim_in, dim_inner, dim_out, stride, temporal_kernel, norm, zero_init_final_bn)
-
-
 def make_stage(
+    *,
     dim_in: int,
     dim_inner: int,
     dim_out: int,
@@ -125,8 +124,9 @@ def make_stage(
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for index, temporal_kernel in enumerate(temporal_kernels):
         block_stride = stride if index == 0 else 1
-        layers[str(index)] = make_bottleneck(
-            dim_in if index == 0 else dim_out, dim_inner, dim_out, block_stride, temporal_kernel, norm, zero_init_final_bn
+        layers[str(index)] = Bottleneck(
+            dim_in=dim_in if index == 0 else dim_out, dim_inner=dim_inner, dim_out=dim_out, stride=block_stride,
+            temporal_kernel=temporal_kernel, norm=norm, zero_init_final_bn=zero_init_final_bn,
         )
         if index in nonlocal_after:
             layers[f"nl{index}"] = NonLocalBlock(dim_out, nonlocal_spec.norm, temporal_group=nonlocal_spec.temporal_group)
@@ -166,7 +166,7 @@ class Head(nn.Module):
         return F.conv3d(self.pool5(features), weight, self.fc.bias)
 
 
-def make_head(dim_in: int, num_classes: int, dropout: float, pool_size: Sequence[int] = (4, 7, 7)) -> Head:
+def make_head(*, dim_in: int, num_classes: int, dropout: float, pool_size: Sequence[int] = (4, 7, 7)) -> Head:
     return Head(dim_in, num_classes, dropout, pool_size)
 
 

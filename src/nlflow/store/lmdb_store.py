@@ -186,18 +186,7 @@ def write_store(
         raise LmdbStoreError(f"unknown store kind {kind!r}; expected one of {', '.join(KINDS)}")
     video_root = Path(video_root)
     files = [video_root / rel for rel, _ in entries]
-    missing_frames = [rel for rel, _ in entries if rel not in frames]
-    if missing_frames:
-        raise LmdbStoreError(
-            f"no frame count for {len(missing_frames)} video(s), e.g. {missing_frames[0]} (not in the manifest?)"
-        )
-    sizes = []
-    for file in files:
-        try:
-            sizes.append(file.stat().st_size if embed else 0)
-        except FileNotFoundError:
-            raise LmdbStoreError(f"video file not found: {file}") from None
-
+    sizes = _payload_sizes(entries, files, frames, embed)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -215,26 +204,8 @@ def write_store(
             readahead=False, meminit=False,
         )
         try:
-            batch: list[tuple[bytes, bytes]] = []
-            batch_bytes = 0
-            progress = tqdm(zip(entries, files), total=len(entries), desc=f"lmdb {kind}", unit="video", disable=None)
-            for index, ((rel, label), file) in enumerate(progress):
-                header: dict[str, Any] = {"video": rel, "label": int(label), "frames": int(frames[rel])}
-                if embed:
-                    try:
-                        payload = file.read_bytes()
-                    except OSError as exc:
-                        raise LmdbStoreError(f"cannot read video file {file}: {exc.strerror or exc}") from exc
-                else:
-                    header["path"] = str(file.resolve())
-                    payload = b""
-                batch.append((record_key(index), encode_record(header, payload)))
-                batch_bytes += len(payload)
-                if len(batch) >= _BATCH or batch_bytes >= _BATCH_BYTES:
-                    _put_batch(env, batch)
-                    batch, batch_bytes = [], 0
-            batch.append((META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8")))
-            _put_batch(env, batch)
+            meta_item = (META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8"))
+            _put_records(env, entries, files, frames, embed, kind, last=meta_item)
             env.sync(True)
             needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
         finally:
@@ -246,6 +217,49 @@ def write_store(
             os.truncate(tmp, needed)
     log.info("wrote %s LMDB with %d videos (%s) to %s", kind, len(entries), "embedded" if embed else "paths", path)
     return len(entries)
+
+
+def _payload_sizes(entries: Sequence[tuple[str, int]], files: Sequence[Path], frames: Mapping[str, int],
+                   embed: bool) -> list[int]:
+    """The bytes each record will carry (0 in path mode), after checking that every entry has a
+    frame count and a file: a store is refused before anything is written."""
+    missing_frames = [rel for rel, _ in entries if rel not in frames]
+    if missing_frames:
+        raise LmdbStoreError(
+            f"no frame count for {len(missing_frames)} video(s), e.g. {missing_frames[0]} (not in the manifest?)"
+        )
+    sizes = []
+    for file in files:
+        try:
+            sizes.append(file.stat().st_size if embed else 0)
+        except FileNotFoundError:
+            raise LmdbStoreError(f"video file not found: {file}") from None
+    return sizes
+
+
+def _put_records(env: lmdb.Environment, entries: Sequence[tuple[str, int]], files: Sequence[Path],
+                 frames: Mapping[str, int], embed: bool, kind: str, last: tuple[bytes, bytes]) -> None:
+    """One record per entry, in transactions bounded by count and bytes (see ``_BATCH_BYTES``);
+    ``last`` (the metadata) goes into the final transaction, with the last records."""
+    batch: list[tuple[bytes, bytes]] = []
+    batch_bytes = 0
+    progress = tqdm(zip(entries, files), total=len(entries), desc=f"lmdb {kind}", unit="video", disable=None)
+    for index, ((rel, label), file) in enumerate(progress):
+        header: dict[str, Any] = {"video": rel, "label": int(label), "frames": int(frames[rel])}
+        if embed:
+            try:
+                payload = file.read_bytes()
+            except OSError as exc:
+                raise LmdbStoreError(f"cannot read video file {file}: {exc.strerror or exc}") from exc
+        else:
+            header["path"] = str(file.resolve())
+            payload = b""
+        batch.append((record_key(index), encode_record(header, payload)))
+        batch_bytes += len(payload)
+        if len(batch) >= _BATCH or batch_bytes >= _BATCH_BYTES:
+            _put_batch(env, batch)
+            batch, batch_bytes = [], 0
+    _put_batch(env, [*batch, last])
 
 
 def _damaged(path: Path, what: str) -> LmdbStoreError:

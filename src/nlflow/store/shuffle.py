@@ -1,6 +1,6 @@
 """The seeded, shuffled, repeated training list (the original's ``shuffle_rep`` step).
 
-List files are read and written with ``nlflow.acquire.listfiles.read_list`` / ``format_list``.
+List files are read and written with ``nlflow.lists.listfiles.read_list`` / ``format_list``.
 
 The original wrote the training list several times over, each copy shuffled, so that reading the
 training LMDB front to back gives epochs of freshly ordered samples. Here each repetition is a

@@ -177,7 +177,7 @@ class TestVideoDataset(Dataset):
     """All test views of a video ``(views uint8 [V, T, S, S, 3], label, index)``, V = ``spec.num_views``.
 
     uint8 frames, not float network input: the views go to the device at a quarter of the size and
-    :class:`~nlflow.evaluate.multiview.ViewScorer` normalises them there (``normalize_views``).
+    :class:`~nlflow.evaluate.scorer.ViewScorer` normalises them there (``normalize_views``).
     """
 
     __test__ = False  # not a pytest test class, despite the name

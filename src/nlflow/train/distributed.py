@@ -94,15 +94,6 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def epoch_order(dataset_size: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled order of one epoch; a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(dataset_size)

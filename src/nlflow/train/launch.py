@@ -176,6 +176,25 @@ def threads_per_process(total_threads: int, nproc_per_node: int) -> int:
 
 # ----------------------------------------------------------------------------- the plan
 
+def _check_counts(gpus: object, nodes: object) -> None:
+    """GPU and node counts are whole numbers, at least 0 and 1 (the one place that checks them)."""
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or int(gpus) != gpus or gpus < 0:
+        raise ConfigError(f"train.gpus must be an integer >= 0 (processes per node), got {gpus!r}")
+    if isinstance(nodes, bool) or not isinstance(nodes, (int, float)) or int(nodes) != nodes or nodes < 1:
+        raise ConfigError(f"train.nodes must be an integer >= 1, got {nodes!r}")
+
+
+def gpus_per_node(job_gpus: int | None, nodes: int | None) -> int:
+    """Training processes per node for a job with ``job_gpus`` GPUs in all on ``nodes`` nodes (the
+    rule's ``gpu`` resource is SLURM's per-job ``--gpus``: train.gpus x train.nodes)."""
+    job_gpus, nodes = job_gpus or 0, nodes or 1
+    _check_counts(job_gpus, nodes)
+    if job_gpus % nodes:
+        raise ConfigError(f"the train job has {job_gpus} GPUs over {nodes} node(s): the GPUs must split evenly "
+                          "over the nodes (the rule asks for train.gpus x train.nodes)")
+    return int(job_gpus) // int(nodes)
+
+
 def plan_launch(
     gpus: int,
     nodes: int,
@@ -194,25 +213,11 @@ def plan_launch(
     allocation; ``train_args``: the ``python -m nlflow.train`` arguments; ``cuda_devices``: CUDA
     devices visible here (0: no CUDA); ``threads``: cores this job may use on each node.
     """
-    if isinstance(gpus, bool) or int(gpus) != gpus or gpus < 0:
-        raise ConfigError(f"train.gpus must be an integer >= 0 (processes per node), got {gpus!r}")
-    if isinstance(nodes, bool) or int(nodes) != nodes or nodes < 1:
-        raise ConfigError(f"train.nodes must be an integer >= 1, got {nodes!r}")
+    _check_counts(gpus, nodes)
     gpus, nodes = int(gpus), int(nodes)
     nproc = max(gpus, 1)
-    device = "cuda" if cuda_devices > 0 else "cpu"
-    warnings: list[str] = []
     world_size = nproc * nodes
-
-    if device == "cuda" and nproc > cuda_devices:
-        raise ConfigError(
-            f"train.gpus = {gpus} asks for {gpus} training processes (one per GPU) per node, but only "
-            f"{cuda_devices} CUDA device(s) are visible here (CUDA_VISIBLE_DEVICES="
-            f"{environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): lower train.gpus or ask the scheduler for more GPUs")
-    if world_size > 1 and device == "cpu":
-        warnings.append(
-            f"no CUDA device visible: running {world_size} gloo CPU processes instead of GPUs (the CPU twin of "
-            "multi-GPU training; correct but slow)")
+    device, warnings = _device(gpus, world_size, cuda_devices, environ)
     check_sync_bn(sync_bn, world_size, use_cuda=device == "cuda")
 
     if nodes == 1 and nproc == 1:
@@ -228,6 +233,29 @@ def plan_launch(
         # --standalone: a private rendezvous on a free local port (no clash with other jobs).
         return LaunchPlan(nproc, 1, device, [*torchrun, "--standalone", "--nnodes", "1", *tail], env, warnings)
 
+    command = _srun_command(nodes, torchrun, tail, environ, resolve_host)
+    return LaunchPlan(nproc, nodes, device, command, env, warnings)
+
+
+def _device(gpus: int, world_size: int, cuda_devices: int, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Where the processes train ("cuda" or "cpu") and what to warn about; an error when this node
+    shows fewer GPUs than ``gpus`` processes need."""
+    if cuda_devices == 0:
+        if world_size > 1:
+            return "cpu", [f"no CUDA device visible: running {world_size} gloo CPU processes instead of GPUs "
+                           "(the CPU twin of multi-GPU training; correct but slow)"]
+        return "cpu", []
+    if max(gpus, 1) > cuda_devices:
+        raise ConfigError(
+            f"train.gpus = {gpus} asks for {gpus} training processes (one per GPU) per node, but only "
+            f"{cuda_devices} CUDA device(s) are visible here (CUDA_VISIBLE_DEVICES="
+            f"{environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): lower train.gpus or ask the scheduler for more GPUs")
+    return "cuda", []
+
+
+def _srun_command(nodes: int, torchrun: list[str], tail: list[str], environ: Mapping[str, str],
+                  resolve_host: Callable[[str], str] | None) -> list[str]:
+    """srun + torchrun on every node of this SLURM allocation, meeting at its first host."""
     job_id, nodelist = environ.get("SLURM_JOB_ID"), environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
     if not job_id or not nodelist:
         raise ConfigError(
@@ -239,7 +267,7 @@ def plan_launch(
         raise ConfigError(f"train.nodes = {nodes} but this SLURM allocation ({job_id}) has {allocated} node(s)")
     host = (resolve_host or (lambda text: first_host(text, environ)))(nodelist)
     port = rendezvous_port(job_id, environ)
-    command = [
+    return [
         "srun",
         # The SLURM executor already runs this job inside a job step (srun -n1); without
         # --overlap the new step would wait for the CPUs and GPUs that step holds.
@@ -255,7 +283,6 @@ def plan_launch(
         "--rdzv-id", str(job_id),
         *tail,
     ]
-    return LaunchPlan(nproc, nodes, device, command, env, warnings)
 
 
 # ----------------------------------------------------------------------------- running it

@@ -33,7 +33,7 @@ from nlflow.errors import ConfigError, TrainingError
 from nlflow.train import distributed as ddp
 from nlflow.train import precision, snapshots
 from nlflow.train.measure import clip_accuracy, recompute_bn_stats
-from nlflow.train.progress import MetricsLog, Window, data_wait_advice, log_window, usable_cores
+from nlflow.train.progress import MetricsLog, ProgressLog, Window, data_wait_advice, usable_cores
 from nlflow.train.runtime import Runtime, fitting_accumulate, make_runtime, seed_everything, torch_threads
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
 from nlflow.video.views import to_network_input
@@ -48,7 +48,7 @@ METRICS_NAME = "metrics.jsonl"
 
 def _read_classes(classes: Sequence[str] | str | os.PathLike) -> list[str]:
     if isinstance(classes, (str, os.PathLike)):
-        from nlflow.acquire.listfiles import read_classes
+        from nlflow.lists.listfiles import read_classes
 
         return read_classes(classes)
     return list(classes)
@@ -221,7 +221,7 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
         _check_resumable(state, settings, model_config)
         start_iter = _restore(state, model, optimizer, rt, settings)
         if info.is_main:
-            log.info("resuming from %s at iteration %d", snapshots.checkpoint_path(out_dir / "checkpoints", start_iter),
+            log.info("resuming from %s at iteration %d", snapshots.snapshot_path(out_dir / "checkpoints", start_iter),
                      start_iter)
     else:
         seed_everything(settings.seed + info.rank)
@@ -233,7 +233,7 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
 
     train_set = TrainClipDataset(train_lmdb, settings.video_length, settings.sample_rate,
                                  settings.scale_range, settings.crop_size, settings.seed)
-    _check_classes(class_names, train_lmdb)
+    _check_store_classes(class_names, train_lmdb)
     micro = micro_batch_size(settings, info.world_size)
     final_done = state is not None and state.get("finished", False) and start_iter == settings.max_iter
     stop_iter = settings.max_iter + (0 if final_done else settings.precise_bn_iters)
@@ -331,7 +331,7 @@ def snapshot(run: Run, iteration: int, finished: bool) -> None:
     rt = run.rt
     rng = ddp.all_gather_objects(snapshots.capture_rng_state(), rt.info)
     if rt.info.is_main:
-        path = snapshots.save_checkpoint(run.ckpt_dir, iteration, {
+        path = snapshots.save_snapshot(run.ckpt_dir, iteration, {
             "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "scaler": rt.scaler.state_dict() if rt.scaler.is_enabled() else {},
@@ -354,7 +354,7 @@ def _next_stop(it: int, settings: TrainSettings) -> int:
 def finish(run: Run) -> Path:
     """Precise BN and the finished snapshot (unless a killed run got that far), the last
     validation, and ``model_final.pt``."""
-    from nlflow.models import save_model_checkpoint
+    from nlflow.models import save_checkpoint
 
     settings, rt = run.settings, run.rt
     if not run.final_done:
@@ -371,7 +371,7 @@ def finish(run: Run) -> Path:
         extra = {"iterations": settings.max_iter, "settings": settings.to_dict(), "dataset_size": run.dataset_size}
         if val_top1 is not None and math.isfinite(val_top1):
             extra["val_top1"] = val_top1
-        save_model_checkpoint(final_path, run.model, run.class_names, extra=extra)
+        save_checkpoint(final_path, run.model, run.class_names, extra=extra)
         log.info("final model written to %s", final_path)
     ddp.barrier(rt.info)
     return final_path
@@ -397,7 +397,7 @@ def train(
     rt = make_runtime(settings)
     try:
         with torch_threads(settings.threads):
-            state = snapshots.load_latest(out_dir / "checkpoints")
+            state = snapshots.load_latest_snapshot(out_dir / "checkpoints")
             if _finished(state, settings, out_dir):
                 log.info("training in %s already finished at iteration %d", out_dir, state["iteration"])
                 return out_dir / FINAL_NAME
@@ -417,13 +417,14 @@ def _run_windows(run: Run) -> None:
     it = run.start_iter
     bar = tqdm(total=settings.max_iter, initial=it, desc="train", unit="it",
                disable=None if info.is_main else True, dynamic_ncols=True)
-    window, advised, run_start = Window(), False, time.perf_counter()
+    progress = ProgressLog(settings=settings, dataset_size=run.dataset_size, info=info, device=run.rt.device,
+                           metrics=run.metrics, bar=bar, start_iter=run.start_iter)
+    window, advised = Window(), False
     try:
         while it < settings.max_iter:
             it = train_steps(run, it, _next_stop(it, settings), window, bar)
             if it % settings.log_period == 0 or it == settings.max_iter:
-                record = log_window(window, it, lr_at(it - 1, settings), settings, run.dataset_size, info,
-                                    run.rt.device, run.metrics, bar, run_start, run.start_iter, run.train_set.failures)
+                record = progress.log_window(window, it, lr=lr_at(it - 1, settings), failures=run.train_set.failures)
                 window = Window()
                 # The first window includes the workers' start-up: judge the loader after it.
                 if run.rt.device.type == "cuda" and info.is_main and not advised and it - run.start_iter > settings.log_period:
@@ -444,7 +445,7 @@ def _run_windows(run: Run) -> None:
 
 def diverged_message(run: Run, iteration: int, reason: str) -> str:
     """One line: where the run stopped, why, and the last good state on disk."""
-    kept = snapshots.list_checkpoints(run.ckpt_dir)
+    kept = snapshots.list_snapshots(run.ckpt_dir)
     where = (f"the last good checkpoint {kept[-1][1]} (iteration {kept[-1][0]}) is kept" if kept
              else "no checkpoint had been written yet")
     return (f"training stopped at iteration {iteration}: {reason}, so the update was not applied; {where}. "
@@ -506,7 +507,7 @@ def _check_resumable(state: dict, settings: TrainSettings, model_config: dict) -
         log.warning("resuming with changed settings %s; the result will differ from an uninterrupted run", changed)
 
 
-def _check_classes(class_names: list[str], train_lmdb: Any) -> None:
+def _check_store_classes(class_names: list[str], train_lmdb: Any) -> None:
     from nlflow.store.lmdb_store import LmdbReader
 
     with LmdbReader(train_lmdb) as reader:

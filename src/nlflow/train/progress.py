@@ -97,40 +97,54 @@ def format_eta(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def log_window(window: Window, it: int, lr: float, settings: TrainSettings, dataset_size: int,
-               info: ddp.DistInfo, device: torch.device, metrics: MetricsLog, bar: tqdm,
-               run_start: float, start_iter: int, failures: int) -> dict[str, Any]:
-    """Reduce a window's statistics over all processes, write its metrics record and log line."""
-    elapsed = time.perf_counter() - window.start
-    loss_sum, correct, clips, data_s = ddp.all_reduce_sum(
-        [float(window.loss_sum), float(window.correct), float(window.clips), window.data_s], info, device)
-    loss = loss_sum / (window.iters * info.world_size)
-    if not math.isfinite(loss):
-        raise TrainingError(f"training diverged at iteration {it} (loss {loss}): lower base_lr or check the data")
-    total_elapsed = time.perf_counter() - run_start
-    eta = total_elapsed / (it - start_iter) * (settings.max_iter - it) if it > start_iter else math.inf
-    record: dict[str, Any] = {
-        "iter": it,
-        "epoch": round(epochs_for(it, settings.batch_size, dataset_size), 3),
-        "loss": round(loss, 5),
-        "lr": lr,
-        "top1": round(correct / clips, 4) if clips else None,
-        "clips_per_s": round(clips / elapsed, 2) if elapsed > 0 else None,
-        "data_wait": round(data_s / info.world_size / elapsed, 3) if elapsed > 0 else None,
-        "elapsed_s": round(total_elapsed, 1),
-        "eta_s": round(eta, 1) if math.isfinite(eta) else None,
-    }
-    if failures:
-        record["decode_failures"] = failures  # this process's loader, since the start of this call
-    memory = cuda_memory_gb(device)
-    if memory is not None:
-        record["max_memory_gb"] = memory
-    if info.is_main:
-        metrics.write(record)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", top1=record["top1"], refresh=False)
-        log.info(
-            "iter %d/%d (epoch %.2f of %.1f) loss %.4f lr %.4g top1 %.3f | %.1f clips/s, data wait %.0f%%%s | ETA %s",
-            it, settings.max_iter, record["epoch"], epochs_for(settings.max_iter, settings.batch_size, dataset_size),
-            loss, lr, record["top1"] or 0.0, record["clips_per_s"] or 0.0, 100 * (record["data_wait"] or 0.0),
-            f", max memory {memory:.2f} GiB" if memory is not None else "", format_eta(eta))
-    return record
+@dataclasses.dataclass(kw_only=True)
+class ProgressLog:
+    """What every log window of one run reports against: the settings, the training set's size,
+    the processes, where records and the progress bar go, and where the run started."""
+
+    settings: TrainSettings
+    dataset_size: int
+    info: ddp.DistInfo
+    device: torch.device
+    metrics: MetricsLog
+    bar: tqdm
+    start_iter: int
+    run_start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def log_window(self, window: Window, it: int, lr: float, failures: int) -> dict[str, Any]:
+        """Reduce a window's statistics over all processes, write its metrics record and log line.
+        ``failures``: decode failures of this process's loader so far."""
+        settings, info = self.settings, self.info
+        elapsed = time.perf_counter() - window.start
+        loss_sum, correct, clips, data_s = ddp.all_reduce_sum(
+            [float(window.loss_sum), float(window.correct), float(window.clips), window.data_s], info, self.device)
+        loss = loss_sum / (window.iters * info.world_size)
+        if not math.isfinite(loss):
+            raise TrainingError(f"training diverged at iteration {it} (loss {loss}): lower base_lr or check the data")
+        total_elapsed = time.perf_counter() - self.run_start
+        eta = total_elapsed / (it - self.start_iter) * (settings.max_iter - it) if it > self.start_iter else math.inf
+        record: dict[str, Any] = {
+            "iter": it,
+            "epoch": round(epochs_for(it, settings.batch_size, self.dataset_size), 3),
+            "loss": round(loss, 5),
+            "lr": lr,
+            "top1": round(correct / clips, 4) if clips else None,
+            "clips_per_s": round(clips / elapsed, 2) if elapsed > 0 else None,
+            "data_wait": round(data_s / info.world_size / elapsed, 3) if elapsed > 0 else None,
+            "elapsed_s": round(total_elapsed, 1),
+            "eta_s": round(eta, 1) if math.isfinite(eta) else None,
+        }
+        if failures:
+            record["decode_failures"] = failures  # this process's loader, since the start of this call
+        memory = cuda_memory_gb(self.device)
+        if memory is not None:
+            record["max_memory_gb"] = memory
+        if info.is_main:
+            self.metrics.write(record)
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", top1=record["top1"], refresh=False)
+            log.info(
+                "iter %d/%d (epoch %.2f of %.1f) loss %.4f lr %.4g top1 %.3f | %.1f clips/s, data wait %.0f%%%s | ETA %s",
+                it, settings.max_iter, record["epoch"], epochs_for(settings.max_iter, settings.batch_size, self.dataset_size),
+                loss, lr, record["top1"] or 0.0, record["clips_per_s"] or 0.0, 100 * (record["data_wait"] or 0.0),
+                f", max memory {memory:.2f} GiB" if memory is not None else "", format_eta(eta))
+        return record

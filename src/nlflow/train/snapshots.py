@@ -1,7 +1,9 @@
 """Training snapshots for resume (model, optimizer, scaler and RNG states at an iteration):
 written atomically, the last K kept, the newest readable one found.
 
-A checkpoint holds plain types and tensors only, so it loads with ``torch.load(weights_only=True)``.
+A snapshot is a training state, not a model file (that is :mod:`nlflow.models.checkpoint`); it
+holds plain types and tensors only, so it loads with ``torch.load(weights_only=True)``. Messages
+call it a training checkpoint, the word a user knows from the ``checkpoints/`` folder.
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ VERSION = 1
 _NAME = re.compile(r"^iter_(\d{8})\.pt$")
 
 
-class CheckpointError(NlflowError):
-    """A training checkpoint cannot be used."""
+class SnapshotError(NlflowError):
+    """A training snapshot cannot be used."""
 
 
-def checkpoint_path(ckpt_dir: str | os.PathLike, iteration: int) -> Path:
+def snapshot_path(ckpt_dir: str | os.PathLike, iteration: int) -> Path:
     return Path(ckpt_dir) / f"iter_{iteration:08d}.pt"
 
 
-def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Finished checkpoints (temporary files of an interrupted write are ignored), oldest first."""
+def list_snapshots(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Finished snapshots (temporary files of an interrupted write are ignored), oldest first."""
     d = Path(ckpt_dir)
     if not d.is_dir():
         return []
@@ -47,38 +49,39 @@ def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(ckpt_dir: str | os.PathLike, iteration: int, state: dict[str, Any], keep: int) -> Path:
+def save_snapshot(ckpt_dir: str | os.PathLike, iteration: int, state: dict[str, Any], keep: int) -> Path:
     """Write ``state`` for ``iteration`` atomically, then delete all but the newest ``keep``."""
-    final = checkpoint_path(ckpt_dir, iteration)
+    final = snapshot_path(ckpt_dir, iteration)
     payload = {"format": FORMAT, "version": VERSION, "iteration": int(iteration), **state}
     with atomic_path(final) as tmp:
         torch.save(payload, tmp)
-    for _, old in list_checkpoints(ckpt_dir)[:-keep]:
+    for _, old in list_snapshots(ckpt_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return final
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+    """The training state in one snapshot file; SnapshotError when it is damaged or foreign."""
     damage = zip_damage(path)  # torch.load does not check the CRC-32s: a flipped bit would resume from it
     if damage:
-        raise CheckpointError(f"training checkpoint {path} is damaged ({damage})")
+        raise SnapshotError(f"training checkpoint {path} is damaged ({damage})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: the caller may fall back to an older one
-        raise CheckpointError(f"cannot read training checkpoint {path}: {exc}") from exc
+        raise SnapshotError(f"cannot read training checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an nlflow training checkpoint")
+        raise SnapshotError(f"{path} is not an nlflow training checkpoint")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, expected {VERSION}")
+        raise SnapshotError(f"{path} has checkpoint version {state.get('version')}, expected {VERSION}")
     return state
 
 
-def load_latest(ckpt_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The newest checkpoint that loads; unreadable newer ones are skipped with a warning."""
-    for iteration, path in reversed(list_checkpoints(ckpt_dir)):
+def load_latest_snapshot(ckpt_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest snapshot that loads; unreadable newer ones are skipped with a warning."""
+    for iteration, path in reversed(list_snapshots(ckpt_dir)):
         try:
-            return load_checkpoint_file(path)
-        except CheckpointError as exc:
+            return load_snapshot(path)
+        except SnapshotError as exc:
             log.warning("skipping unreadable checkpoint (%s)", exc)
     return None
 

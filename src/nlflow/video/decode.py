@@ -51,20 +51,14 @@ class VideoInfo:
 
 @dataclass
 class DecodeCounters:
-    """Per-process counters, so tests and benchmarks can see how much work a call did."""
+    """How much work decoding did: pass one to :func:`decode_frames` (or a caller of it) to see it;
+    without one, a call counts into a throwaway."""
 
     opens: int = 0
     decode_passes: int = 0
     frames_decoded: int = 0
     frames_converted: int = 0
     fallbacks: int = 0
-
-    def reset(self) -> None:
-        self.opens = self.decode_passes = self.frames_decoded = 0
-        self.frames_converted = self.fallbacks = 0
-
-
-counters = DecodeCounters()
 
 
 def _describe(source: str | os.PathLike[str] | bytes) -> str:
@@ -73,7 +67,8 @@ def _describe(source: str | os.PathLike[str] | bytes) -> str:
     return os.fspath(source)
 
 
-def open_container(source: str | os.PathLike[str] | bytes) -> av.container.InputContainer:
+def open_container(source: str | os.PathLike[str] | bytes,
+                   counters: DecodeCounters | None = None) -> av.container.InputContainer:
     """Open ``source`` for reading; bad data becomes a ``VideoDecodeError`` with the source named."""
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -82,7 +77,8 @@ def open_container(source: str | os.PathLike[str] | bytes) -> av.container.Input
             container = av.open(os.fspath(source), mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise VideoDecodeError(f"cannot open video {_describe(source)}: {err}") from err
-    counters.opens += 1
+    if counters is not None:
+        counters.opens += 1
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"no video stream in {_describe(source)}")
@@ -131,11 +127,12 @@ def probe(source: str | os.PathLike[str] | bytes) -> VideoInfo:
 class _Converter:
     """RGB conversion with one reused swscale context (a new one per frame costs ~2x)."""
 
-    def __init__(self) -> None:
+    def __init__(self, counters: DecodeCounters) -> None:
         self._reformatter = VideoReformatter()
+        self._counters = counters
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        counters.frames_converted += 1
+        self._counters.frames_converted += 1
         rgb = self._reformatter.reformat(frame, format="rgb24", threads=1)
         return rgb.to_ndarray()
 
@@ -156,7 +153,7 @@ def _store(out: list, positions: list[int], array: np.ndarray) -> None:
         out[position] = array
 
 
-def _decode_by_timestamp(container, stream, wanted: dict[int, list[int]], out: list) -> int:
+def _decode_by_timestamp(container, stream, wanted: dict[int, list[int]], out: list, counters: DecodeCounters) -> int:
     """Seek to the keyframe before min(wanted), decode to max(wanted), index frames by pts.
 
     Returns the number of frames the video has up to the last one decoded.
@@ -180,7 +177,7 @@ def _decode_by_timestamp(container, stream, wanted: dict[int, list[int]], out: l
     if lo > 0:
         target = start_pts + int(round(lo * pts_per_frame))
         container.seek(target, stream=stream, backward=True, any_frame=False)
-    convert = _Converter()
+    convert = _Converter(counters)
     counters.decode_passes += 1
     previous: int | None = None
     for frame in container.decode(stream):
@@ -203,10 +200,10 @@ def _decode_by_timestamp(container, stream, wanted: dict[int, list[int]], out: l
     return 0 if previous is None else previous + 1
 
 
-def _decode_by_counting(container, stream, wanted: dict[int, list[int]], out: list) -> int:
+def _decode_by_counting(container, stream, wanted: dict[int, list[int]], out: list, counters: DecodeCounters) -> int:
     """Decode from the first frame and count; returns how many frames were decoded."""
     hi = max(wanted)
-    convert = _Converter()
+    convert = _Converter(counters)
     counters.decode_passes += 1
     count = 0
     for frame in container.decode(stream):
@@ -229,7 +226,7 @@ def _check_indices(indices: Iterable[int]) -> list[int]:
     return result
 
 
-def _decode_open(container, source_name: str, indices: list[int]) -> np.ndarray:
+def _decode_open(container, source_name: str, indices: list[int], counters: DecodeCounters) -> np.ndarray:
     stream = _video_stream(container)
     if not indices:
         return np.empty((0, stream.codec_context.height, stream.codec_context.width, 3), np.uint8)
@@ -237,13 +234,13 @@ def _decode_open(container, source_name: str, indices: list[int]) -> np.ndarray:
     out: list = [None] * len(indices)
     try:
         try:
-            available = _decode_by_timestamp(container, stream, wanted, out)
+            available = _decode_by_timestamp(container, stream, wanted, out, counters)
         except _Irregular as why:
             log.debug("decoding %s from the start: %s", source_name, why)
             counters.fallbacks += 1
             out = [None] * len(indices)
             container.seek(0)
-            available = _decode_by_counting(container, stream, wanted, out)
+            available = _decode_by_counting(container, stream, wanted, out, counters)
     except av.error.FFmpegError as err:
         raise VideoDecodeError(f"cannot decode {source_name}: {err}") from err
     missing = sorted({indices[i] for i, frame in enumerate(out) if frame is None})
@@ -256,8 +253,10 @@ def _decode_open(container, source_name: str, indices: list[int]) -> np.ndarray:
     return np.stack(out)
 
 
-def decode_frames(source: str | os.PathLike[str] | bytes, indices: Sequence[int]) -> np.ndarray:
+def decode_frames(source: str | os.PathLike[str] | bytes, indices: Sequence[int], *,
+                  counters: DecodeCounters | None = None) -> np.ndarray:
     """RGB frames ``[len(indices), H, W, 3]`` for 0-based frame ``indices`` (repeats allowed)."""
     checked = _check_indices(indices)
-    with open_container(source) as container:
-        return _decode_open(container, _describe(source), checked)
+    counters = counters if counters is not None else DecodeCounters()
+    with open_container(source, counters) as container:
+        return _decode_open(container, _describe(source), checked, counters)

@@ -16,48 +16,28 @@ silently train on less than the labelled action); a file with no frames is ``emp
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
+import functools
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import av
 import av.error
 from av.video.reformatter import VideoReformatter
 
-from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, read_text_checked, rebuild_hint, write_json_atomic, write_text_atomic
+from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.video.manifest import STATUSES, ManifestRow, write_manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ("video", "status", "frames", "fps", "width", "height", "bytes", "error")
-STATUSES = ("ok", "corrupt", "empty")
 SETTINGS_STAMP = ".downscale-settings.json"
 # Bump when the encoding recipe changes so existing outputs are redone.
 RECIPE_VERSION = 1
-
-
-class ManifestError(NlflowError):
-    """The downscale manifest is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    video: str
-    status: str
-    frames: int
-    fps: float
-    width: int
-    height: int
-    bytes: int
-    error: str = ""
 
 
 def output_size(width: int, height: int, short_side: int, upsample: bool) -> tuple[int, int]:
@@ -174,75 +154,6 @@ def _remove_stale(dst: Path) -> None:
         dst.unlink()
 
 
-def write_manifest(path: str | os.PathLike[str], rows: Sequence[ManifestRow]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_FIELDS)
-    for row in rows:
-        writer.writerow([getattr(row, name) for name in MANIFEST_FIELDS])
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_manifest(path: str | os.PathLike[str], videos_dir: str | os.PathLike[str] | None = None) -> dict[str, ManifestRow]:
-    """video -> ``ManifestRow`` from a manifest written by ``downscale_all``.
-
-    A damaged manifest is a :class:`ManifestError` naming the line and the command that rebuilds
-    it: one cut off mid-line, a byte that is not UTF-8, a malformed row. A manifest cut off at a
-    line boundary parses, so with ``videos_dir`` (the downscaled videos it describes) every video
-    there must have its row, with the file size it records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"downscale manifest not found: {path}")
-    recover = rebuild_hint(path) + " (this re-runs the downscale job)"
-    reader = csv.DictReader(io.StringIO(read_text_checked(path, ManifestError, recover), newline=""))
-    if tuple(reader.fieldnames or ()) != MANIFEST_FIELDS:
-        raise ManifestError(f"{path}: header must be {','.join(MANIFEST_FIELDS)}; if nlflow wrote it, {recover}")
-    rows: dict[str, ManifestRow] = {}
-    for line, record in enumerate(reader, start=2):
-        row = _manifest_row(record)
-        if row is None:
-            raise ManifestError(f"{path}:{line} is damaged (malformed row {','.join(map(str, record.values()))!r:.120}); {recover}")
-        rows[row.video] = row
-    if videos_dir is not None:
-        problem = _disagreement_with_videos(rows, Path(videos_dir))
-        if problem:
-            raise ManifestError(f"{path} is damaged: {problem}; {recover}")
-    return rows
-
-
-def _manifest_row(record: dict) -> ManifestRow | None:
-    """The row of one CSV record, or None when the record is not one ``write_manifest`` writes."""
-    if None in record or None in record.values():  # too many or too few fields
-        return None
-    try:
-        row = ManifestRow(
-            video=record["video"], status=record["status"], frames=int(record["frames"]),
-            fps=float(record["fps"]), width=int(record["width"]), height=int(record["height"]),
-            bytes=int(record["bytes"]), error=record["error"],
-        )
-    except ValueError:
-        return None
-    return row if row.status in STATUSES and row.video else None
-
-
-def _disagreement_with_videos(rows: dict[str, ManifestRow], videos_dir: Path) -> str | None:
-    """What the manifest gets wrong about the downscaled videos next to it (a video without an ``ok``
-    row, or of another size than its row records), or None."""
-    on_disk = {
-        p.relative_to(videos_dir).as_posix(): p.stat().st_size
-        for p in videos_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".")  # the settings stamp and temporary files
-    }
-    unlisted = sorted(video for video in on_disk if video not in rows or rows[video].status != "ok")
-    if unlisted:
-        return f"{len(unlisted)} downscaled video(s) lack an 'ok' row, e.g. {unlisted[0]}"
-    wrong_size = sorted(video for video, size in on_disk.items() if rows[video].bytes != size)
-    if wrong_size:
-        return f"{len(wrong_size)} row(s) record another file size than the video has, e.g. {wrong_size[0]}"
-    return None
-
-
 def _settings(short_side: int, upsample: bool, keyframe_interval: int, qscale: int) -> dict:
     return {"recipe": RECIPE_VERSION, "short_side": int(short_side), "upsample": bool(upsample),
             "keyframe_interval": int(keyframe_interval), "qscale": int(qscale)}
@@ -276,6 +187,35 @@ def _job(src: str, dst: str, rel: str, short_side: int, upsample: bool,
     return downscale_video(src, dst, short_side, upsample, keyframe_interval, qscale, name=rel)
 
 
+def _stamp_settings(out_root: Path, settings: dict, rel_paths: Sequence[str]) -> bool:
+    """Whether ``out_root`` was made with ``settings``; if not, its outputs of ``rel_paths`` are
+    removed and the new settings stamped."""
+    if _read_stamp(out_root) == settings:
+        return True
+    # Outputs of other (or unknown) settings go before the new stamp is written, so that the
+    # stamp vouches for every output in the folder even if this run is killed halfway.
+    for rel in rel_paths:
+        _remove_stale(out_root / rel)
+    write_json_atomic(out_root / SETTINGS_STAMP, settings)
+    return False
+
+
+def _encode_all(encode, video_root: Path, out_root: Path, todo: Sequence[str], n_jobs: int,
+                backend: str) -> Iterator[ManifestRow]:
+    """``encode(src, dst, rel)`` for every video of ``todo`` in ``n_jobs`` workers; rows in the order they finish."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    jobs = (delayed(encode)(str(video_root / rel), str(out_root / rel), rel) for rel in todo)
+    results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
+    with tqdm(total=len(todo), unit="video", desc="downscale", disable=None) as bar:
+        for row in results:
+            yield row
+            bar.update(1)
+
+
 def downscale_all(
     video_root: str | os.PathLike[str],
     rel_paths: Sequence[str],
@@ -295,21 +235,9 @@ def downscale_all(
     backend: PyAV releases the GIL in the codec and scaler calls, and threads skip the worker
     start-up and pickling of ``loky`` (measured in benchmarks/bench_downscale.py).
     """
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
     video_root, out_root = Path(video_root), Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    settings = _settings(short_side, upsample, keyframe_interval, qscale)
-    stamp_path = out_root / SETTINGS_STAMP
-    same_settings = _read_stamp(out_root) == settings
-    if not same_settings:
-        # Outputs of other (or unknown) settings go before the new stamp is written, so that the
-        # stamp vouches for every output in the folder even if this run is killed halfway.
-        for rel in rel_paths:
-            _remove_stale(out_root / rel)
-        write_json_atomic(stamp_path, settings)
-
+    same_settings = _stamp_settings(out_root, _settings(short_side, upsample, keyframe_interval, qscale), rel_paths)
     rows: dict[str, ManifestRow] = {}
     todo: list[str] = []
     for rel in rel_paths:
@@ -322,17 +250,10 @@ def downscale_all(
              len(rel_paths), len(rows), len(todo), n_jobs)
 
     started = time.monotonic()
-    jobs = (
-        delayed(_job)(str(video_root / rel), str(out_root / rel), rel, short_side, upsample,
-                      keyframe_interval, qscale)
-        for rel in todo
-    )
-    if todo:
-        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
-        with tqdm(total=len(todo), unit="video", desc="downscale", disable=None) as bar:
-            for row in results:
-                rows[row.video] = row
-                bar.update(1)
+    encode = functools.partial(_job, short_side=short_side, upsample=upsample, keyframe_interval=keyframe_interval,
+                               qscale=qscale)
+    for row in _encode_all(encode, video_root, out_root, todo, n_jobs, backend):
+        rows[row.video] = row
     elapsed = time.monotonic() - started
 
     ordered = [rows[rel] for rel in rel_paths]

@@ -92,10 +92,10 @@ def test_clip_indices(num_frames: int, spec: ViewSpec) -> list[list[int]]:
     return [_clip_from_start(s, num_frames, spec.video_length, spec.sample_rate) for s in starts]
 
 
-def _decode_clips(source, spec: ViewSpec, num_frames: int):
+def _decode_clips(source, spec: ViewSpec, num_frames: int, counters: decode.DecodeCounters | None):
     clips = test_clip_indices(num_frames, spec)
     union = sorted({index for clip in clips for index in clip})
-    return clips, union, decode.decode_frames(source, union)
+    return clips, union, decode.decode_frames(source, union, counters=counters)
 
 
 def load_test_view_frames(
@@ -103,24 +103,26 @@ def load_test_view_frames(
     spec: ViewSpec,
     *,
     num_frames: int | None = None,
+    counters: decode.DecodeCounters | None = None,
 ) -> torch.Tensor:
     """Test views as uint8 frames ``[V, T, crop, crop, 3]``: view v = clip ``v // num_crops``, crop ``v % num_crops``.
 
     The video is decoded once (the union of all clips' frames). ``num_frames`` skips the probe
-    when the caller already knows the count (e.g. from the LMDB record header). The views stay
+    when the caller already knows the count (e.g. from the LMDB record header); ``counters`` sees
+    the decoding work (:class:`nlflow.video.decode.DecodeCounters`). The views stay
     uint8 and in the decoder's pixel layout, so a DataLoader worker only cuts crops and hands a
     quarter of the float bytes to the device, where :func:`normalize_views` makes network input.
     """
     if num_frames is None:
         num_frames = decode.probe(source).frames
     try:
-        clips, union, frames = _decode_clips(source, spec, num_frames)
+        clips, union, frames = _decode_clips(source, spec, num_frames, counters)
     except decode.FramesPastEndError as err:
         # Container headers can overstate the count (raw files): plan again with what decodes.
         if err.available < 1 or err.available >= num_frames:
             raise
         log.warning("%s; using %d frames", err, err.available)
-        clips, union, frames = _decode_clips(source, spec, err.available)
+        clips, union, frames = _decode_clips(source, spec, err.available, counters)
     frames = resize_short_side(frames, spec.scale)
     row_of = {index: row for row, index in enumerate(union)}
     offsets = crop_offsets(frames.shape[1], frames.shape[2], spec.crop_size, spec.num_crops)

@@ -3,7 +3,6 @@
 from nlflow.weights.caffe2_pickle import UnsafePickleError, WeightFileError, read_caffe2_pickle, write_caffe2_pickle
 from nlflow.weights.clean import CleanReport, clean_blobs
 from nlflow.weights.convert import ConvertError, ConvertReport, convert_caffe2_to_checkpoint, infer_model_config, inspect_weights
-from nlflow.weights.demo import write_demo_pretrained
 from nlflow.weights.name_map import LoadReport, WeightMismatchError, blobs_to_state_dict, state_dict_to_blobs, tensor_names
 from nlflow.weights.zoo import ZOO, ZooModel, format_zoo_table, resolve_pretrained, zoo_model
 
@@ -28,6 +27,5 @@ __all__ = [
     "state_dict_to_blobs",
     "tensor_names",
     "write_caffe2_pickle",
-    "write_demo_pretrained",
     "zoo_model",
 ]

@@ -13,7 +13,7 @@ import torch
 
 from nlflow.errors import NlflowError
 from nlflow.models.builder import ModelConfig, build_model
-from nlflow.models.checkpoint import read_checkpoint, save_model_checkpoint
+from nlflow.models.checkpoint import read_checkpoint, save_checkpoint
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
 from nlflow.weights.clean import CleanReport, clean_blobs
 from nlflow.weights.infer import ConvertError, infer_model_config, infer_network
@@ -83,18 +83,11 @@ def convert_caffe2_to_checkpoint(
     the zoo entry ``zoo_name``, or else the one whose file name ``src`` carries, supplies the
     clip shape and stem. With ``model_cfg``, settings that differ from that entry are logged.
     """
-    if classes is not None:
-        if num_classes is not None and num_classes != len(classes):
-            raise ConvertError(f"num_classes {num_classes} but {len(classes)} class names given")
-        num_classes = len(classes)
-    if num_classes is None and model_cfg is not None:
-        num_classes = model_cfg.num_classes
-
+    num_classes = _target_classes(num_classes, classes, model_cfg)
     raw = read_caffe2_pickle(src)
     blobs, clean_report = clean_blobs(raw, num_classes=num_classes, drop_head=drop_head, keep_bn_stats=keep_bn_stats)
     inferred = model_cfg is None
     entry = zoo_model(zoo_name) if zoo_name else zoo_model_for_file(src)
-    notes: list[str] = []
     if model_cfg is None:
         if num_classes is None and clean_report.head:
             raise ConvertError("the classifier was dropped: give num_classes (or classes)")
@@ -105,22 +98,12 @@ def convert_caffe2_to_checkpoint(
     else:
         if num_classes is not None and model_cfg.num_classes != num_classes:
             model_cfg = model_cfg.replace(num_classes=num_classes)
-        if entry is not None:
-            notes = _zoo_disagreements(model_cfg, entry)
+        notes = _zoo_disagreements(model_cfg, entry) if entry is not None else []
     for note in notes:
         log.warning("%s: %s", src, note)
 
     head_missing = "pred_w" not in blobs and "pred_b" not in blobs
-    torch.manual_seed(seed)
-    model = build_model(model_cfg)
-    try:
-        state, load_report = blobs_to_state_dict(
-            blobs, model, allow_missing_head=head_missing, allow_missing_nonlocal=init_missing_nonlocal
-        )
-    except NlflowError as exc:
-        raise ConvertError(f"{src}: {exc}") from None
-    model.load_state_dict(state, strict=True)
-
+    model, load_report = _network_from_blobs(blobs, model_cfg, seed, head_missing, init_missing_nonlocal, src)
     if load_report.leftover:
         notes.append(f"{len(load_report.leftover)} blobs did not match any tensor of the network")
         log.warning("%s: unused blobs: %s", src, ", ".join(load_report.leftover[:10]))
@@ -134,9 +117,36 @@ def convert_caffe2_to_checkpoint(
         inferred=inferred,
         notes=notes,
     )
-    save_model_checkpoint(dst, model, classes=classes, extra={"source": str(src), "convert": report.to_dict()})
+    save_checkpoint(dst, model, classes=classes, extra={"source": str(src), "convert": report.to_dict()})
     log.info("%s", report.summary())
     return report
+
+
+def _target_classes(num_classes: int | None, classes: list[str] | None, model_cfg: ModelConfig | None) -> int | None:
+    """The class count of the converted network: ``num_classes``, ``len(classes)``, the model
+    config's; None leaves it to the file's classifier."""
+    if classes is not None:
+        if num_classes is not None and num_classes != len(classes):
+            raise ConvertError(f"num_classes {num_classes} but {len(classes)} class names given")
+        return len(classes)
+    if num_classes is None and model_cfg is not None:
+        return model_cfg.num_classes
+    return num_classes
+
+
+def _network_from_blobs(blobs: dict[str, np.ndarray], model_cfg: ModelConfig, seed: int, head_missing: bool,
+                        init_missing_nonlocal: bool, src: str | os.PathLike) -> tuple[torch.nn.Module, LoadReport]:
+    """A ``model_cfg`` network holding the blobs; what the file lacks keeps its seeded initialisation."""
+    torch.manual_seed(seed)
+    model = build_model(model_cfg)
+    try:
+        state, load_report = blobs_to_state_dict(
+            blobs, model, allow_missing_head=head_missing, allow_missing_nonlocal=init_missing_nonlocal
+        )
+    except NlflowError as exc:
+        raise ConvertError(f"{src}: {exc}") from None
+    model.load_state_dict(state, strict=True)
+    return model, load_report
 
 
 def _zoo_disagreements(cfg: ModelConfig, entry: ZooModel) -> list[str]:

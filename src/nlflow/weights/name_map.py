@@ -77,14 +77,6 @@ def tensor_names(cfg: ModelConfig) -> list[TensorName]:
     return names
 
 
-def key_to_blob(cfg: ModelConfig) -> dict[str, str]:
-    return {n.key: n.blob for n in tensor_names(cfg)}
-
-
-def blob_to_key(cfg: ModelConfig) -> dict[str, str]:
-    return {n.blob: n.key for n in tensor_names(cfg)}
-
-
 @dataclass
 class LoadReport:
     """What ``blobs_to_state_dict`` did, for logs and for the convert report."""

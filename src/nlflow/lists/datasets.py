@@ -1,0 +1,176 @@
+"""The dataset kinds that `dataset.name` selects, in one place: which archives each downloads,
+whether its video archive nests one archive per class, how its lists are made, and how many
+classes it has.
+
+The workflow asks this module at start-up (`rules/common.smk`: :func:`dataset_spec`), so a bad
+combination of `dataset` keys stops Snakemake before any job runs, and the class count that sizes
+the network's head is known at parse time (for `folder`, by listing the class folders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from nlflow.errors import ConfigError
+from nlflow.lists.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
+from nlflow.lists.hmdb51 import hmdb51_lists
+from nlflow.lists.holdout import attach_validation
+from nlflow.lists.listfiles import DatasetLists
+from nlflow.lists.ucf101 import ucf101_lists
+from nlflow.lists.video_tree import video_root
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_PARTS = ("videos", "splits")
+DEMO_NUM_CLASSES = 5  # len(nlflow.demo.dataset.DEMO_CLASSES); not imported here to keep start-up light
+# Keys only one kind reads: set for another kind they are a mistake, not something to ignore.
+FOLDER_ONLY_KEYS = ("root", "lists", "group_pattern")
+
+
+def _ucf101(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
+    return ucf101_lists(splits_dir, settings["split"], video_root(videos_dir), settings["num_classes"],
+                        KINDS[settings["name"]].count_origin)
+
+
+def _hmdb51(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
+    return hmdb51_lists(splits_dir, settings["split"], video_root(videos_dir), settings["num_classes"],
+                        KINDS[settings["name"]].count_origin)
+
+
+def _folder(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
+    return folder_lists(videos_dir, settings.get("lists"), settings.get("test_fraction", 0.3),
+                        settings.get("seed", 0), settings.get("group_pattern"), settings["num_classes"],
+                        KINDS["folder"].count_origin)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetKind:
+    name: str
+    title: str  # for messages
+    archives: tuple[str, ...]  # `dataset` sections that are downloaded and extracted
+    nested_videos: bool  # the video archive holds one archive per class (HMDB-51)
+    official_num_classes: int | None  # None: only the data tells
+    list_keys: tuple[str, ...]  # the `dataset` keys its lists depend on (besides the common ones)
+    make_lists: Callable[[Mapping[str, Any], str, str | None], DatasetLists]
+
+    @property
+    def count_origin(self) -> str:
+        """Where the expected class count comes from, for the mismatch error."""
+        if self.official_num_classes is None:
+            return "dataset.num_classes, or the class folders when Snakemake started"
+        return f"dataset.num_classes, or {self.title}'s {self.official_num_classes} when it is left out"
+
+
+KINDS = {
+    kind.name: kind
+    for kind in (
+        DatasetKind("ucf101", "UCF-101", ARCHIVE_PARTS, False, 101, ("split",), _ucf101),
+        # The embedded demo is UCF-101 in layout; only its archives are generated locally.
+        DatasetKind("demo", "the demo", ARCHIVE_PARTS, False, DEMO_NUM_CLASSES, ("split",), _ucf101),
+        DatasetKind("hmdb51", "HMDB-51", ARCHIVE_PARTS, True, 51, ("split",), _hmdb51),
+        DatasetKind("folder", "your folder", (), False, None, ("root", "lists", "group_pattern"), _folder),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """The checked `dataset` section: its kind and its class count."""
+
+    kind: DatasetKind
+    settings: Mapping[str, Any]  # the `dataset` section, with `root` and `lists` paths expanded
+    num_classes: int  # configured, or the kind's official count, or the class folders of `folder`
+
+    @property
+    def root(self) -> str | None:
+        return self.settings.get("root")
+
+    def user_lists(self) -> dict[str, str]:
+        """The user's list files by name (train, test, val), those that are set."""
+        return {name: path for name, path in (self.settings.get("lists") or {}).items() if path}
+
+    def uses_random_test_split(self) -> bool:
+        return self.kind.name == "folder" and not self.user_lists()
+
+    def lists_settings(self) -> dict[str, Any]:
+        """Exactly what make_lists reads, so a change to anything else does not re-make the lists.
+
+        ``num_classes`` is the resolved count: leaving out a value equal to it changes nothing.
+        """
+        settings = {key: self.settings.get(key) for key in self.kind.list_keys}
+        settings.update(name=self.kind.name, num_classes=self.num_classes,
+                        val_fraction=self.settings.get("val_fraction", 0))
+        if self.uses_random_test_split():
+            settings["test_fraction"] = self.settings.get("test_fraction", 0.3)
+        if self.uses_random_test_split() or settings["val_fraction"]:
+            settings["seed"] = self.settings.get("seed", 0)
+        if self.kind.name == "folder":
+            # The folder is not an output of any rule: its content must reach Snakemake another way.
+            settings["inventory"] = folder_inventory(self.root)
+        return settings
+
+
+def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text) -> DatasetSpec:
+    """Check the `dataset` section (after schema validation) and resolve its class count.
+
+    ``expand`` rewrites configured paths (the workflow replaces ``{results_dir}``).
+    """
+    kind = KINDS.get(section.get("name"))
+    if kind is None:
+        raise ConfigError(f"dataset.name must be one of {', '.join(KINDS)}, got {section.get('name')!r}")
+    settings = dict(section)
+    if settings.get("root") is not None:
+        settings["root"] = expand(settings["root"])
+    if settings.get("lists"):
+        settings["lists"] = {name: expand(path) if path else path for name, path in settings["lists"].items()}
+    _check_keys(kind, settings)
+    return DatasetSpec(kind, settings, _resolve_num_classes(kind, settings))
+
+
+def _check_keys(kind: DatasetKind, settings: Mapping[str, Any]) -> None:
+    for part in ARCHIVE_PARTS:
+        if part in kind.archives and not settings.get(part):
+            raise ConfigError(f"dataset.{part} is required for dataset.name {kind.name} (filename, urls, checksum)")
+        if part not in kind.archives and settings.get(part):
+            raise ConfigError(f"dataset.{part} is not used with dataset.name {kind.name}: remove it")
+    for key in FOLDER_ONLY_KEYS:
+        if kind.name != "folder" and settings.get(key):
+            raise ConfigError(f"dataset.{key} is only used with dataset.name folder (this is {kind.name})")
+    if kind.name == "folder" and not settings.get("root"):
+        raise ConfigError("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
+    lists = {name: path for name, path in (settings.get("lists") or {}).items() if path}
+    if lists and not {"train", "test"} <= set(lists):
+        raise ConfigError("dataset.lists needs both train and test (val is optional)")
+    if lists.get("val") and settings.get("val_fraction"):
+        raise ConfigError("dataset.lists.val and dataset.val_fraction both give a validation list: set one")
+    compile_group_pattern(settings.get("group_pattern"))
+
+
+def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> int:
+    configured = settings.get("num_classes")
+    if kind.name == "folder":
+        classes = folder_classes(settings["root"])
+        if configured is not None and configured != len(classes):
+            raise ConfigError(
+                f"dataset.num_classes is {configured} but dataset.root {settings['root']} holds {len(classes)} "
+                f"class folders ({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})"
+            )
+        return len(classes)
+    return configured if configured is not None else kind.official_num_classes
+
+
+def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLike,
+                       splits_dir: str | os.PathLike | None) -> DatasetLists:
+    """The train, val and test lists of one configured dataset (``settings``: DatasetSpec.lists_settings)."""
+    kind = KINDS[settings["name"]]
+    lists = kind.make_lists(settings, str(videos_dir), None if splits_dir is None else str(splits_dir))
+    return attach_validation(lists, settings.get("val_fraction", 0), settings.get("seed", 0))
+
+
+def video_source_dir(spec: DatasetSpec, extracted_videos: str) -> str:
+    """The folder the downscale and lists stages read videos from: the user's root or the extraction."""
+    return str(Path(spec.root)) if spec.kind.name == "folder" else extracted_videos

@@ -1,0 +1,269 @@
+"""One function per workflow stage: the library calls a Snakemake rule makes, with plain arguments.
+
+The adapters in workflow/scripts/ pass `snakemake.input/output/params` here unchanged; each function
+composes the library modules that do the work and logs what a user wants to see in the rule's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nlflow.errors import NlflowError
+
+log = logging.getLogger("nlflow.workflow.stages")
+
+
+def make_demo_dataset(
+    out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
+) -> None:
+    from nlflow.demo.dataset import generate_demo
+
+    summary = generate_demo(
+        out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
+    )
+    log.info(
+        "demo dataset: %d videos of %d classes in %s (corrupt on purpose: %s; too short on purpose: %s)",
+        summary.num_videos, len(summary.classes), out_dir, summary.corrupt_videos, summary.short_videos,
+    )
+
+
+def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None:
+    from nlflow.demo.weights import write_demo_pretrained
+    from nlflow.models.builder import ModelConfig
+
+    config = ModelConfig.from_dict(dict(model, num_classes=400))
+    write_demo_pretrained(pkl, config, num_pretrain_classes=400, seed=seed)
+    log.info("demo Caffe2-format weights (freshly initialised, 400-class head) written to %s", pkl)
+
+
+def download(
+    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None
+) -> None:
+    from nlflow.archives.download import fetch
+
+    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+    how = "already present" if result.already_present else f"from {result.source}"
+    log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
+
+
+def extract(archive: str, target_dir: str, nested: bool = False) -> None:
+    """Extract one archive; ``nested``: it holds one archive per class (HMDB-51's videos)."""
+    from nlflow.archives.extract import extract_archive
+    from nlflow.archives.nested_extract import extract_nested
+
+    if nested:
+        nested_result = extract_nested(archive, target_dir)
+        log.info("%s: %d class archives, %d files, %d bytes -> %s", Path(archive).name,
+                 len(nested_result.classes), nested_result.files, nested_result.bytes, target_dir)
+        return
+    result = extract_archive(archive, target_dir)
+    log.info(
+        "%s (%s): %d files, %d bytes -> %s", Path(archive).name, result.format, result.files, result.bytes, target_dir
+    )
+
+
+def make_lists(
+    videos_dir: str,
+    splits_dir: str | None,
+    dataset: Mapping[str, Any],
+    out: Mapping[str, str],
+) -> None:
+    """The configured dataset's train / val / test lists, classes.txt and lists.json (``out``: name -> path)."""
+    from nlflow.lists.datasets import make_dataset_lists
+    from nlflow.lists.holdout import VALIDATION_TEXT
+    from nlflow.lists.listfiles import write_lists
+
+    lists = make_dataset_lists(dataset, videos_dir, splits_dir)
+    write_lists(out, lists)
+    summary = lists.summary()
+    log.info(
+        "%s: %d classes, %d train, %d val, %d test videos (test: %s) -> %s", dataset["name"],
+        summary["num_classes"], summary["num_train"], summary["num_val"], summary["num_test"], summary["test"],
+        Path(out["train"]).parent,
+    )
+    log.info("%s", VALIDATION_TEXT[summary["validation"]])
+
+
+def downscale(
+    extracted_dir: str,
+    out_dir: str,
+    manifest: str,
+    short_side: int,
+    upsample: bool,
+    keyframe_interval: int,
+    qscale: int,
+    n_jobs: int,
+) -> None:
+    from nlflow.fileio import resumable_dir
+    from nlflow.lists.video_tree import list_videos, video_root
+    from nlflow.video.downscale import downscale_all
+
+    root = video_root(extracted_dir)
+    videos = list_videos(root)
+    if not videos:
+        raise NlflowError(f"no videos found under {root}")
+    # A killed job leaves its finished videos in the work folder; the re-run reuses them.
+    with resumable_dir(out_dir) as work_dir:
+        log.info("working in %s (kept if this job dies, so a re-run resumes)", work_dir)
+        rows = downscale_all(
+            root, videos, work_dir, manifest, short_side=short_side, upsample=upsample,
+            keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs,
+        )
+    failed = [row for row in rows if row.status != "ok"]
+    log.info("downscaled %d videos, %d failed (recorded in %s)", len(rows), len(failed), manifest)
+    for row in failed:
+        log.warning("%s: %s (%s)", row.video, row.status, row.error)
+
+
+def _usable(entries: list[tuple[str, int]], manifest_rows: Mapping[str, Any]) -> tuple[list[tuple[str, int]], list[tuple[str, int, str]]]:
+    from nlflow.video.manifest import summarize_exclusions, usable_entries
+
+    kept, excluded = usable_entries(entries, manifest_rows)
+    log.info("%s", summarize_exclusions(excluded, total=len(entries)))
+    for video, _, reason in excluded:
+        log.warning("excluded %s: %s", video, reason)
+    if not kept:
+        raise NlflowError("no usable videos left after excluding missing, corrupt and empty ones")
+    return kept, excluded
+
+
+def shuffle_rep(train_list: str, manifest: str, out: str, repeats: int, seed: int) -> None:
+    from nlflow.fileio import write_text_atomic
+    from nlflow.lists.listfiles import format_list, read_list
+    from nlflow.store.shuffle import shuffle_repeat
+    from nlflow.video.manifest import read_manifest
+
+    kept, _ = _usable(read_list(train_list), read_manifest(manifest))
+    shuffled = shuffle_repeat(kept, repeats, seed)
+    write_text_atomic(out, format_list(shuffled))
+    log.info("training list: %d videos x %d repeats, shuffled with seed %d -> %s", len(kept), repeats, seed, out)
+
+
+def write_lmdb(
+    entries_list: str,
+    classes_file: str,
+    videos_dir: str,
+    manifest: str,
+    out: str,
+    kind: str,
+    embed: bool,
+) -> None:
+    from nlflow.lists.listfiles import read_classes, read_list
+    from nlflow.store.lmdb_store import write_store
+    from nlflow.video.manifest import read_manifest
+
+    rows = read_manifest(manifest, videos_dir=videos_dir)
+    classes = read_classes(classes_file)
+    entries, excluded = _usable(read_list(entries_list, num_classes=len(classes)), rows)
+    count = write_store(
+        out, entries, videos_dir, kind=kind, classes=classes,
+        settings={"source_list": Path(entries_list).name},
+        frames={video: rows[video].frames for video, _ in entries}, embed=embed, excluded=excluded,
+    )
+    log.info("%s store: %d records -> %s", kind, count, out)
+
+
+def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool) -> None:
+    from nlflow.models.builder import ModelConfig, build_model
+    from nlflow.models.checkpoint import save_checkpoint
+    from nlflow.weights.convert import convert_caffe2_to_checkpoint
+
+    config = ModelConfig.from_dict(dict(model))
+    if pkl is None:
+        log.warning("no pretrained weights configured: training starts from a fresh initialisation")
+        save_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
+        return
+    convert_caffe2_to_checkpoint(
+        pkl, out, model_cfg=config, num_classes=config.num_classes,
+        drop_head=drop_head, keep_bn_stats=keep_bn_stats,
+    )
+
+
+def train(
+    train_lmdb: str,
+    val_lmdb: str,
+    init: str,
+    classes_file: str,
+    model_out: str,
+    metrics_out: str,
+    checkpoint_dir: str,
+    train_config: Mapping[str, Any],
+    clip: Mapping[str, Any],
+    operational: Mapping[str, Any] | None = None,
+    gpus: int = 0,
+    nodes: int = 1,
+    threads: int = 1,
+) -> None:
+    """Fine-tune and publish ``model_final.pt`` and ``metrics.jsonl``.
+
+    ``gpus`` is the rule's ``gpu`` resource: the GPUs of the whole job (SLURM's ``--gpus``), so
+    ``gpus // nodes`` training processes run on each of ``nodes`` nodes (see
+    :mod:`nlflow.train.launch`), sharing the job's ``threads`` cores on a node. One process runs the
+    loop here; more run under torchrun (and srun across nodes), all on the same run folder,
+    settings and inputs, given on their command line.
+    """
+    from nlflow.train.job import launch_arguments, publish, run_folder, run_training
+    from nlflow.train.launch import gpus_per_node, plan_launch, visible_cuda_devices
+    from nlflow.train.loop import METRICS_NAME
+    from nlflow.train.solver import TrainSettings
+
+    launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
+    runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
+    settings = TrainSettings.from_config(dict(clip), {**train_config, **runtime})
+    run_dir = run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
+    log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
+    arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)
+    plan = plan_launch(gpus_per_node(gpus, nodes), nodes or 1, arguments, cuda_devices=visible_cuda_devices(),
+                       environ=os.environ, threads=threads, sync_bn=settings.sync_bn)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    log.info("training with %s", plan.describe())
+    final = run_training(plan, settings, run_dir, train_lmdb, val_lmdb, init, classes_file)
+    publish(final, model_out)
+    publish(run_dir / METRICS_NAME, metrics_out)
+
+
+def evaluate(
+    model: str,
+    test_lmdb: str,
+    metrics_out: str,
+    predictions_out: str,
+    views: Mapping[str, Any],
+    aggregate: str,
+    cache_dir: str,
+    operational: Mapping[str, Any],
+    amp: str = "none",
+) -> None:
+    from nlflow.evaluate.run import evaluate as run_evaluation
+    from nlflow.video.views import ViewSpec
+
+    spec = ViewSpec.from_dict(dict(views))
+    metrics = run_evaluation(
+        model, test_lmdb, spec, cache_dir, metrics_out, predictions_out,
+        batch_size=operational["batch_size"], num_workers=operational["num_workers"], aggregate=aggregate, amp=amp,
+    )
+    log.info(
+        "video-level top-1 %.4f, top-5 %.4f over the %d listed test videos (%d views each)",
+        metrics["top1"], metrics["top5"], metrics["num_listed"], spec.num_views,
+    )
+
+
+def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any]) -> None:
+    from nlflow.evaluate.report import write_report
+
+    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings))
+    log.info("report: %s", ", ".join(str(p) for p in paths))
+
+
+def compare(experiments: Sequence[str], eval_metrics: Sequence[str], train_metrics: Sequence[str],
+            models: Sequence[str], out: Mapping[str, str]) -> None:
+    from nlflow.evaluate.compare import experiment_row, write_comparison
+
+    rows = [experiment_row(name, metrics, training, model)
+            for name, metrics, training, model in zip(experiments, eval_metrics, train_metrics, models)]
+    frame = write_comparison(rows, out["table"], out["markdown"], out["chart"])
+    for row in frame.itertuples():
+        log.info("%s: video top-1 %.4f, top-5 %.4f, clip top-1 %.4f", row.experiment, row.top1, row.top5, row.clip_top1)

@@ -1,0 +1,103 @@
+"""The experiments table (one validated config per row) and the comparison of finished experiments."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from nlflow.errors import ConfigError
+from nlflow.evaluate.compare import experiment_row, view_gmacs, write_comparison
+from nlflow.models import ModelConfig, build_model, save_checkpoint
+from nlflow.workflow.config import coerce_to_schema
+from nlflow.workflow.experiments import read_experiments
+
+from helpers.e2e import REPO
+
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+
+
+@pytest.fixture
+def base():
+    import jsonschema
+
+    config = coerce_to_schema(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()), SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    return config
+
+
+def _table(tmp_path, text: str):
+    path = tmp_path / "experiments.tsv"
+    path.write_text(text)
+    return path
+
+
+def test_rows_override_the_base_config_and_empty_cells_keep_it(tmp_path, base):
+    path = _table(tmp_path, "name\tmodel.arch\tmodel.use_nonlocal\ttrain.base_lr\ttrain.lr_steps\n"
+                            "c2d\tc2d\tfalse\t\t\n"
+                            "i3d_nl\t\t\t1e-2\t[0, 600]\n")
+    table = read_experiments(path, base, SCHEMA)
+    assert table.names == ["c2d", "i3d_nl"]
+    c2d, i3d = table.configs["c2d"], table.configs["i3d_nl"]
+    assert (c2d["model"]["arch"], c2d["model"]["use_nonlocal"]) == ("c2d", False)
+    assert c2d["train"] == base["train"]  # an empty cell is the base value
+    assert i3d["model"]["arch"] == base["model"]["arch"] and i3d["train"]["base_lr"] == 0.01
+    assert i3d["train"]["lr_steps"] == [0, 600]
+    assert isinstance(table.frame, pd.DataFrame) and list(table.frame.columns)[0] == "name"
+    assert base["model"]["arch"] == "i3d"  # the base config is left alone
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name\tmodel.arch\na\tc3d\n", r"line 2 \(a\), column model.arch: 'c3d' is not one of"),
+        ("name\ttrain.base_lr\na\t0.1\nb\tfast\n", r"line 3 \(b\), column train.base_lr: 'fast' is not of type"),
+        ("name\tmodel.archh\na\tc2d\n", r"column 'model.archh' is not a config key"),
+        ("name\tmodel.arch\na\tc2d\na\ti3d\n", r"line 3, column name: 'a' is also the name on line 2"),
+        ("name\tdownscale.short_side\na\t128\n", r"column 'downscale.short_side' would give rows their own data"),
+        ("model.arch\nc2d\n", r"needs a 'name' column"),
+        ("name\tmodel.arch\nbad name\tc2d\n", r"'bad name' is not a usable experiment name"),
+        ("name\tpretrained.name\na\ti3d_nonlocal_8x8_IN_pretrain_400k\n", r"line 2 \(a\): pretrained.name .* are both set"),
+        ("name\tpretrained.name\tpretrained.pkl\na\ti3d_nonlocal_8x8_IN_pretrain_400k\tnull\n",
+         r"line 2 \(a\): model.width is 8 in the config but 64"),
+    ],
+)
+def test_a_bad_table_is_one_error_naming_row_and_column(tmp_path, base, text, message):
+    with pytest.raises(ConfigError, match=message):
+        read_experiments(_table(tmp_path, text), base, SCHEMA)
+
+
+def test_rows_share_the_data_stages(tmp_path, base):
+    with pytest.raises(ConfigError, match="column 'dataset.split' would give rows their own data stages"):
+        read_experiments(_table(tmp_path, "name\tdataset.split\none\t1\ntwo\t2\n"), base, SCHEMA)
+
+
+def test_comparison_table_markdown_and_chart(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=4, num_classes=5, video_length=4, sample_rate=2))
+    ckpt = save_checkpoint(tmp_path / "model.pt", model, ["a", "b", "c", "d", "e"])
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"top1": 0.8, "top5": 1.0, "clip_top1": 0.7, "mean_class_accuracy": 0.75,
+                                   "spec": {"video_length": 4, "crop_size": 64}, "run": {"seconds": 30.0}}))
+    training = tmp_path / "train.jsonl"
+    training.write_text("\n".join(json.dumps(r) for r in (
+        {"iter": 2, "loss": 1.0, "clips_per_s": 5.0, "elapsed_s": 10.0},
+        {"iter": 4, "loss": 0.9, "clips_per_s": 20.0, "elapsed_s": 20.0},
+        {"iter": 4, "val_top1": 0.5},
+        {"iter": 6, "loss": 0.8, "clips_per_s": 30.0, "elapsed_s": 90.0},
+    )) + "\nnot json\n")
+    row = experiment_row("i3d", metrics, training, ckpt)
+    assert row["train_clips_per_s"] == 25.0  # the first window (loader start-up) left out
+    assert row["wall_minutes"] == pytest.approx((90 + 30) / 60)
+    assert row["gmacs_per_view"] == pytest.approx(view_gmacs(model, 4, 64)) and row["gmacs_per_view"] > 0
+    assert row["parameters_m"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
+    other = dict(row, experiment="c2d", top1=0.3)
+    frame = write_comparison([row, other], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.png")
+    assert list(frame["experiment"]) == ["i3d", "c2d"]
+    assert pd.read_csv(tmp_path / "s.csv")["top1"].tolist() == [0.8, 0.3]
+    markdown = (tmp_path / "s.md").read_text()
+    assert "| i3d " in markdown and "80.0 %" in markdown and "30.0 %" in markdown and "GMACs per view" in markdown
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
