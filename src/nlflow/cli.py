@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from nlflow.demo.layouts import FORMATS
+from nlflow.demo.layouts import DEFAULT_NUM_FRAMES, FORMATS
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES
 from nlflow.logs import setup_logging
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ucf101: UCF101.rar + split zip; hmdb51: hmdb51_org.rar (one RAR per class) + "
                            "test_train_splits.rar; folder: videos/<class>/<video> (default ucf101)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
-    demo.add_argument("--num-frames", type=int, default=80, help="frames per video (default 80)")
+    demo.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES,
+                      help=f"frames per video (default {DEFAULT_NUM_FRAMES})")
     demo.add_argument("--clips-per-group", type=int, default=2, help="videos per class and group (default 2)")
     demo.add_argument("--draw-frame-index", action="store_true", help="draw each frame's index into it")
     demo.set_defaults(func=_demo)

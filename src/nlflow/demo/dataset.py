@@ -31,6 +31,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from nlflow.demo.layouts import (
+    DEFAULT_NUM_FRAMES,
     FORMATS,
     NUM_GROUPS,
     PACKAGE,
@@ -361,7 +362,7 @@ def _render_all(make, jobs: list[dict], n_jobs: int | None) -> list[dict]:
 def generate_demo(
     out_dir: str | os.PathLike,
     seed: int = 0,
-    num_frames: int = 80,
+    num_frames: int = DEFAULT_NUM_FRAMES,
     clips_per_group: int = 2,
     size: tuple[int, int] = (320, 240),
     fps: int = 25,

@@ -17,7 +17,7 @@ log = logging.getLogger("nlflow.workflow.stages")
 
 
 def make_demo_dataset(
-    out_dir: str, seed: int = 0, num_frames: int = 80, clips_per_group: int = 2, n_jobs: int = 1
+    out_dir: str, seed: int, num_frames: int, clips_per_group: int, n_jobs: int = 1
 ) -> None:
     from nlflow.demo.dataset import generate_demo
 
