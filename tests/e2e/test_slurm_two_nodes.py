@@ -61,11 +61,11 @@ TEST_CONFIG = demo_config(
     },
 )
 # The most a dead training process may take to end its job (a hang detector, not a speed test):
-# its torchrun notices the death within a second, srun --kill-on-bad-exit then stops the other
-# node's task (SIGKILL after KillWait: 5 s on this cluster, 30 s by SLURM's default), and the
-# job's Snakemake writes the error and exits. docs/cluster.md states it; measured 17 s here.
+# its torchrun notices the death, srun --kill-on-bad-exit then stops the other node's task
+# (SIGKILL after KillWait: 5 s on this cluster, 30 s by SLURM's default), and the job's Snakemake
+# writes the error and exits. docs/cluster.md states it; measured 12.5 s (2026-12-03, load 8-18).
 KILL_BOUND_S = 120
-# Float summation order only (measured 0 here: both runs all-reduce the same 2 gradients).
+# Float summation order only (measured 3.0e-8 here, 2026-12-03).
 WEIGHT_TOLERANCE = 1e-6
 
 
