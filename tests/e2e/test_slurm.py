@@ -28,7 +28,9 @@ from helpers.slurm import (
     snakemake_slurm,
 )
 
-pytestmark = pytest.mark.e2e
+# The cluster's start and a Snakemake run (up to helpers.slurm.SNAKEMAKE_TIMEOUT_S) can share one
+# test's setup: more than the default 900 s per test under load.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 # The demo, smaller and with a 2-iteration training that asks for one GPU: train.gpus only sets
 # the rule's `gpu` resource (the SLURM request); without CUDA the job trains on the CPU.

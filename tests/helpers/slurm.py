@@ -42,8 +42,10 @@ SLURM_TEST_OPTIONS = [
     # The plugin deletes the logs of successful jobs; they are part of the evidence.
     "--slurm-keep-successful-logs",
 ]
-# A lost job makes Snakemake wait for ever, and it ignores SIGTERM while it waits: hence -k.
-SNAKEMAKE_TIMEOUT_S = 300
+# A lost job makes Snakemake wait for ever, and it ignores SIGTERM while it waits: hence -k. A hang
+# backstop, not a speed test: 300 s ran out for `lists weights` at load average 17-21 on the 2-core
+# machine (2026-12-03; each job's own Snakemake start-up took 70-130 s there).
+SNAKEMAKE_TIMEOUT_S = 600
 
 
 def profile() -> dict:
