@@ -119,11 +119,12 @@ def test_gpu_rule_gets_a_gpu_in_the_gpu_partition(cluster, workdir, cpu_run):
 def test_evaluate_is_planned_with_a_gpu_in_the_gpu_partition(cluster, workdir):
     """evaluate is not run here (30 views x every test video on the CPU); a dry run shows the
     resources the profile gives it, which the plugin turns into the same sbatch options as train's."""
+    # A hang backstop: the dry run ran past 120 s at load average 20 on the 2-core machine (2026-12-03).
     dry = subprocess.run(
-        ["timeout", "-k", "10", "120", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        ["timeout", "-k", "10", "300", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--profile", str(PROFILE),
          *SLURM_TEST_OPTIONS, "--dry-run", "evaluate"],
-        cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=150,
+        cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=330,
     )
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output[-3000:]
