@@ -177,6 +177,12 @@ def train_job_gpus(wildcards):
     return train["gpus"] * train["nodes"]
 
 
+def train_launcher(wildcards):
+    """`srun` where the train job spans several nodes (the stage starts its own job step across
+    them), else None: no resource."""
+    return "srun" if exp_config(wildcards)["train"]["nodes"] > 1 else None
+
+
 def evaluate_job_gpus(wildcards):
     """Evaluation runs in one process: one GPU where training has any."""
     return min(exp_config(wildcards)["train"]["gpus"], 1)

@@ -39,6 +39,12 @@ rule train:
         # `--ntasks-per-gpu` (older versions add `--ntasks-per-gpu=1` unless it is 0).
         tasks=exp_setting("train", "nodes"),
         tasks_per_gpu=0,
+        # Several nodes: `mpi` tells the SLURM plugins that the job starts its own job step (the
+        # stage's srun + torchrun), so the job runs in its batch step on the first node. Without
+        # it snakemake-executor-plugin-slurm-jobstep wraps the job in `srun -n1 --nodes=N
+        # --gpus=<the job's GPUs>`, a one-node step that cannot hold the other nodes' GPUs: SLURM
+        # refuses it ("Invalid generic resource (gres) specification"). Unset for one node.
+        mpi=train_launcher,
     params:
         # What can change the trained network; worker, logging and checkpoint settings travel
         # apart and never re-run training (nlflow.workflow.config).

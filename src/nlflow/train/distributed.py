@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -50,7 +51,18 @@ def init_distributed(use_cuda: bool) -> DistInfo:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
         log.info("rank %d/%d joined the process group (%s)", rank, world_size, backend)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    info = DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    log_hosts(info)
+    return info
+
+
+def log_hosts(info: DistInfo) -> None:
+    """One line from rank 0 saying where every rank runs: the first thing to check when a
+    multi-node run misbehaves (were the nodes really different machines?)."""
+    hosts = all_gather_objects(socket.gethostname(), info)
+    if info.is_main:
+        log.info("%d processes on %d host(s): %s", info.world_size, len(set(hosts)),
+                 ", ".join(f"rank {rank} on {host}" for rank, host in enumerate(hosts)))
 
 
 def shutdown(info: DistInfo) -> None:

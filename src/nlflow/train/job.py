@@ -13,8 +13,9 @@ from typing import Any, Mapping
 
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, write_text_atomic
-from nlflow.train.launch import LaunchPlan, run_plan
+from nlflow.train.launch import LaunchError, LaunchPlan, run_plan
 from nlflow.train.loop import FINAL_NAME, train
+from nlflow.train.snapshots import list_snapshots
 from nlflow.train.solver import TrainSettings
 
 SETTINGS_NAME = "settings.json"
@@ -49,11 +50,23 @@ def run_training(plan: LaunchPlan, settings: TrainSettings, run_dir: Path, train
     # Every process reads the same settings file, inputs and run folder; rank 0 writes
     # checkpoints, metrics and the final model there.
     write_text_atomic(run_dir / SETTINGS_NAME, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n")
-    run_plan(plan)
+    try:
+        run_plan(plan)
+    except LaunchError as error:
+        raise LaunchError(f"{error}; {resume_hint(run_dir)}") from None
     final = run_dir / FINAL_NAME
     if not final.exists():
         raise NlflowError(f"the training processes finished without writing {final}")
     return final
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What running the train job again does after a failure: resume from the newest checkpoint."""
+    kept = list_snapshots(run_dir / "checkpoints")
+    if not kept:
+        return "no checkpoint had been written: running the train job again starts from the beginning"
+    iteration, path = kept[-1]
+    return f"running the train job again resumes from its newest checkpoint, iteration {iteration} ({path})"
 
 
 def publish(src: str | os.PathLike, dst: str | os.PathLike) -> None:

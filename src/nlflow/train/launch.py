@@ -8,10 +8,12 @@ number of nodes of one SLURM allocation:
   on a machine without CUDA that is N gloo CPU processes (the CPU twin of multi-GPU training);
 * ``nodes`` M > 1: ``srun --nodes M --ntasks-per-node=1 torchrun --nnodes M --nproc-per-node N
   --rdzv-backend c10d --rdzv-endpoint <first host of the allocation>:<port> --rdzv-id <job id> ...``,
-  only inside a SLURM allocation.
+  only inside a SLURM allocation; the port is the job's own unless something already listens
+  there (:func:`choose_rendezvous_port`).
 
-``plan_launch`` is pure (environment, device count and host lookup are arguments) so every case
-is unit-tested; ``run_plan`` runs the command and relays its output into this process's log.
+``plan_launch`` is pure (environment, device count, host lookup and port probe are arguments) so
+every case is unit-tested; ``run_plan`` runs the command, relays its output into this process's
+log and turns a failure into one line naming the process that failed (:mod:`nlflow.train.failures`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +34,7 @@ from typing import Callable, Mapping, Sequence
 
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.train.distributed import check_sync_bn
+from nlflow.train.failures import FailureReport
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ TRAIN_MODULE = "nlflow.train"
 # Rendezvous ports are derived from the SLURM job id so that two jobs sharing a node do not
 # collide; the range stays below Linux's ephemeral ports (32768-60999). NLFLOW_RDZV_PORT wins.
 _PORT_BASE, _PORT_SPAN = 20000, 10000
+# Ports tried after the job's own one when something already listens there.
+_PORT_TRIES = 20
 
 
 class LaunchError(NlflowError):
@@ -159,6 +165,26 @@ def first_host(nodelist: str, environ: Mapping[str, str] | None = None,
     return hosts[0]
 
 
+def job_allocation(job_id: str, environ: Mapping[str, str],
+                   run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> tuple[str, str]:
+    """The node list and node count of SLURM job ``job_id`` from ``scontrol show job``: for a
+    job whose environment lost SLURM_JOB_NODELIST (snakemake-executor-plugin-slurm-jobstep
+    starts the job with every SLURM_* variable but the job id removed)."""
+    scontrol = shutil.which("scontrol", path=environ.get("PATH", os.defpath))
+    if scontrol is None:
+        raise ConfigError(f"SLURM job {job_id}: SLURM_JOB_NODELIST is not set and scontrol is not on PATH, so the "
+                          "nodes of the allocation are unknown")
+    try:
+        result = run([scontrol, "--oneliner", "show", "job", job_id], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LaunchError(f"`scontrol show job {job_id}` failed: {exc}") from exc
+    record = dict(item.split("=", 1) for item in result.stdout.split() if "=" in item)
+    if result.returncode != 0 or not record.get("NodeList"):
+        raise LaunchError(f"`scontrol show job {job_id}` failed (exit status {result.returncode}): "
+                          f"{(result.stderr or result.stdout).strip()[:300]}")
+    return record["NodeList"], record.get("NumNodes", "")
+
+
 def rendezvous_port(job_id: str, environ: Mapping[str, str]) -> int:
     if environ.get("NLFLOW_RDZV_PORT"):
         try:
@@ -167,6 +193,42 @@ def rendezvous_port(job_id: str, environ: Mapping[str, str]) -> int:
             raise ConfigError(f"NLFLOW_RDZV_PORT must be a port number, got {environ['NLFLOW_RDZV_PORT']!r}") from exc
     number = int(job_id) if job_id.isdigit() else zlib.crc32(job_id.encode())
     return _PORT_BASE + number % _PORT_SPAN
+
+
+def port_in_use(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether something on ``host`` already accepts connections on ``port``. A host that cannot be
+    reached or resolved counts as free: torchrun then reports that itself."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_rendezvous_port(job_id: str, host: str, environ: Mapping[str, str],
+                           in_use: Callable[[str, int], bool] = port_in_use) -> tuple[int, list[str]]:
+    """The rendezvous port on ``host`` and what to warn about.
+
+    torchrun's agent on ``host`` listens on the port; where something else already does (another
+    job's rendezvous, a service), the agent silently becomes a client of that stranger instead,
+    and the job hangs until torchrun's read timeout (60 s) or depends on the other job. So the
+    job's own port is probed first: taken, the next free one of the range is used (every node
+    gets the port on its command line); NLFLOW_RDZV_PORT taken is an error, since the user chose
+    it. (Between the probe and torchrun's start another program could still take the port.)
+    """
+    port = rendezvous_port(job_id, environ)
+    if not in_use(host, port):
+        return port, []
+    if environ.get("NLFLOW_RDZV_PORT"):
+        raise LaunchError(f"rendezvous port {port} on {host} (NLFLOW_RDZV_PORT) is already in use: set "
+                          "NLFLOW_RDZV_PORT to a free port, or unset it to let nlflow pick one")
+    for step in range(1, _PORT_TRIES + 1):
+        candidate = _PORT_BASE + (port - _PORT_BASE + step) % _PORT_SPAN
+        if not in_use(host, candidate):
+            return candidate, [f"rendezvous port {port} on {host} is already in use (another job or service "
+                               f"listens there): using port {candidate} instead"]
+    raise LaunchError(f"rendezvous port {port} on {host} and the {_PORT_TRIES} ports after it are all in use: "
+                      "set NLFLOW_RDZV_PORT to a free port")
 
 
 def threads_per_process(total_threads: int, nproc_per_node: int) -> int:
@@ -206,12 +268,14 @@ def plan_launch(
     torchrun: Sequence[str] | None = None,
     resolve_host: Callable[[str], str] | None = None,
     sync_bn: bool = False,
+    in_use: Callable[[str, int], bool] = port_in_use,
 ) -> LaunchPlan:
     """Decide how training runs.
 
     ``gpus``: processes per node (the rule's ``train.gpus``); ``nodes``: nodes of the SLURM
     allocation; ``train_args``: the ``python -m nlflow.train`` arguments; ``cuda_devices``: CUDA
-    devices visible here (0: no CUDA); ``threads``: cores this job may use on each node.
+    devices visible here (0: no CUDA); ``threads``: cores this job may use on each node;
+    ``in_use``: whether a port on a host is taken (the rendezvous port, several nodes only).
     """
     _check_counts(gpus, nodes)
     gpus, nodes = int(gpus), int(nodes)
@@ -233,8 +297,8 @@ def plan_launch(
         # --standalone: a private rendezvous on a free local port (no clash with other jobs).
         return LaunchPlan(nproc, 1, device, [*torchrun, "--standalone", "--nnodes", "1", *tail], env, warnings)
 
-    command = _srun_command(nodes, torchrun, tail, environ, resolve_host)
-    return LaunchPlan(nproc, nodes, device, command, env, warnings)
+    command, port_warnings = _srun_command(nodes, torchrun, tail, environ, resolve_host, in_use)
+    return LaunchPlan(nproc, nodes, device, command, env, warnings + port_warnings)
 
 
 def _device(gpus: int, world_size: int, cuda_devices: int, environ: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -254,23 +318,28 @@ def _device(gpus: int, world_size: int, cuda_devices: int, environ: Mapping[str,
 
 
 def _srun_command(nodes: int, torchrun: list[str], tail: list[str], environ: Mapping[str, str],
-                  resolve_host: Callable[[str], str] | None) -> list[str]:
-    """srun + torchrun on every node of this SLURM allocation, meeting at its first host."""
-    job_id, nodelist = environ.get("SLURM_JOB_ID"), environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
-    if not job_id or not nodelist:
+                  resolve_host: Callable[[str], str] | None,
+                  in_use: Callable[[str, int], bool]) -> tuple[list[str], list[str]]:
+    """srun + torchrun on every node of this SLURM allocation, meeting at its first host; and
+    the warnings about the rendezvous port."""
+    job_id = environ.get("SLURM_JOB_ID")
+    if not job_id:
         raise ConfigError(
-            f"train.nodes = {nodes} needs a SLURM allocation of {nodes} nodes (SLURM_JOB_ID and "
-            "SLURM_JOB_NODELIST are not set): run the workflow with the SLURM executor "
-            "(snakemake --profile profiles/slurm) or set train.nodes to 1")
+            f"train.nodes = {nodes} needs a SLURM allocation of {nodes} nodes (SLURM_JOB_ID is not set): run the "
+            "workflow with the SLURM executor (snakemake --profile profiles/slurm) or set train.nodes to 1")
+    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
     allocated = environ.get("SLURM_JOB_NUM_NODES") or environ.get("SLURM_NNODES")
+    if not nodelist:
+        nodelist, allocated = job_allocation(job_id, environ)
     if allocated and allocated.isdigit() and int(allocated) < nodes:
         raise ConfigError(f"train.nodes = {nodes} but this SLURM allocation ({job_id}) has {allocated} node(s)")
     host = (resolve_host or (lambda text: first_host(text, environ)))(nodelist)
-    port = rendezvous_port(job_id, environ)
-    return [
+    port, warnings = choose_rendezvous_port(job_id, host, environ, in_use)
+    command = [
         "srun",
-        # The SLURM executor already runs this job inside a job step (srun -n1); without
-        # --overlap the new step would wait for the CPUs and GPUs that step holds.
+        # Where the job itself runs inside a job step (the SLURM executor's `srun -n1` of a
+        # one-node job, a user's own srun), the new step would otherwise wait for the CPUs and
+        # GPUs that step holds.
         "--overlap",
         f"--nodes={nodes}",
         "--ntasks-per-node=1",
@@ -283,6 +352,7 @@ def _srun_command(nodes: int, torchrun: list[str], tail: list[str], environ: Map
         "--rdzv-id", str(job_id),
         *tail,
     ]
+    return command, warnings
 
 
 # ----------------------------------------------------------------------------- running it
@@ -313,8 +383,9 @@ class _Stopped(Exception):
 def run_plan(plan: LaunchPlan, relay: Callable[[str], None] = _relay) -> None:
     """Run ``plan.command``, streaming its stdout and stderr line by line into ``relay``.
 
-    A non-zero exit becomes one :class:`LaunchError` naming the last error a training process
-    logged; SIGTERM (a cancelled job) is passed on to the launcher, which stops its workers.
+    A non-zero exit becomes one :class:`LaunchError` naming the process that failed (host and
+    rank, from torchrun's report) and the last error a training process logged; SIGTERM (a
+    cancelled job) is passed on to the launcher, which stops its workers.
     """
     if plan.command is None:
         raise ValueError("an in-process plan has no command to run")
@@ -331,12 +402,13 @@ def run_plan(plan: LaunchPlan, relay: Callable[[str], None] = _relay) -> None:
         def stop(signum, _frame):
             raise _Stopped(signal.Signals(signum).name)
         previous = signal.signal(signal.SIGTERM, stop)
-    last_error = None
+    last_error, report = None, FailureReport()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             relay(line)
+            report.read(line)
             m = _ERROR_LINE.search(line)
             if m:
                 last_error = m.group(1).strip()
@@ -354,9 +426,22 @@ def run_plan(plan: LaunchPlan, relay: Callable[[str], None] = _relay) -> None:
                 proc.kill()
                 proc.wait()
     if status != 0:
-        reason = f": {last_error}" if last_error else "; see the lines above in the log"
-        launcher = "srun/torchrun" if plan.nodes > 1 else "torchrun"
-        raise LaunchError(f"training with {plan.world_size} processes failed ({launcher} exit status {status}){reason}")
+        raise LaunchError(_failure_message(plan, status, report, last_error))
+
+
+def _failure_message(plan: LaunchPlan, status: int, report: FailureReport, last_error: str | None) -> str:
+    """One line: which process failed (host and rank) and the error a process logged. The logged
+    error is left out when the cause is a process killed by a signal: it can only come from a
+    peer, failing because that process went away."""
+    launcher = "srun/torchrun" if plan.nodes > 1 else "torchrun"
+    head = f"training with {plan.world_size} processes failed ({launcher} exit status {status})"
+    cause = report.cause()
+    if cause is not None and cause.killed:
+        return f"{head}: {cause.describe()}"
+    reason = last_error or "see the lines above in the log"
+    if cause is not None:
+        return f"{head}: {cause.describe()}: {reason}"
+    return f"{head}: {last_error}" if last_error else f"{head}; see the lines above in the log"
 
 
 def visible_cuda_devices() -> int:

@@ -14,10 +14,10 @@
 # NLFLOW_SLURM_CPUS CPUs (16), NLFLOW_SLURM_MEM_MB MB (64000) and one fake GPU so that the
 # project's real per-rule requests fit; ports NLFLOW_SLURMCTLD_PORT (6817), NLFLOW_SLURMD_PORT (6818).
 set -euo pipefail
-# The daemons live in /usr/sbin, which a non-login PATH may lack.
-export PATH="$PATH:/usr/sbin:/sbin"
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/e2e/slurm/lib.sh
+source "$here/lib.sh"
 state="${1:?usage: start.sh STATE_DIR [PARTITION ...]}"
 shift
 partitions=("$@")
@@ -32,12 +32,11 @@ run_dir=/run/nlflow-slurm-test
 
 if compgen -G "$run_dir/*.pid" >/dev/null; then
     echo "start.sh: stopping a test cluster left running by an earlier start"
-    "$here/stop.sh" || true
+    "$here/stop.sh" "$run_dir" || true
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in "$ctld_port" "$slurmd_port"; do
-    if port_busy "$port"; then
+    if port_busy 127.0.0.1 "$port"; then
         echo "start.sh: port $port on 127.0.0.1 is in use (another slurmctld/slurmd?); set NLFLOW_SLURMCTLD_PORT / NLFLOW_SLURMD_PORT" >&2
         exit 1
     fi
@@ -63,68 +62,19 @@ state="$(cd "$state" && pwd)"
 mkdir -p "$state"/{ctld,spool,run,log} "$run_dir"
 echo "$state" >"$run_dir/state_dir"
 
-partition_lines=""
-default="YES"
-for name in "${partitions[@]}"; do
-    # MaxTime unlimited: the project's rules ask for up to 48 h, and EnforcePartLimits=ALL would
-    # reject them at submission otherwise.
-    partition_lines+="PartitionName=$name Nodes=$host Default=$default MaxTime=INFINITE State=UP"$'\n'
-    default="NO"
-done
-substitute() {
-    sed -e "s|@STATE@|$state|g" -e "s|@HOST@|$host|g" -e "s|@CPUS@|$cpus|g" -e "s|@MEM_MB@|$mem_mb|g" \
-        -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$slurmd_port|g" "$1"
-}
-substitute "$here/slurm.conf.in" |
-    awk -v parts="$partition_lines" '{ if ($0 == "@PARTITIONS@") printf "%s", parts; else print }' >"$state/slurm.conf"
-substitute "$here/gres.conf.in" >"$state/gres.conf"
+CTLD_HOST="$host" CTLD_ADDR=127.0.0.1 CTLD_PORT="$ctld_port" SLURMD_PORT="$slurmd_port" NODELIST="$host"
+MUNGE_SOCKET=/run/munge/munge.socket.2  # munge's default: the machine's munged if one runs
+NODE_LINES="NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN"$'\n'
+write_slurm_config
 export SLURM_CONF="$state/slurm.conf"
 echo "export SLURM_CONF=$SLURM_CONF" >"$state/env.sh"
 mkdir -p /run/slurm
 ln -sfn "$state" /run/slurm/conf
 
-# Start a daemon in foreground mode in a session of its own (a Ctrl-C meant for the test does not
-# reach it) and record its PID; setsid execs in place here, so $! is the daemon itself.
-start_daemon() {
-    local name="$1" log="$2"
-    shift 2
-    setsid "$@" </dev/null >>"$log" 2>&1 &
-    local pid=$!
-    echo "$pid" >"$run_dir/$name.pid"
-    echo "start.sh: $name started, PID $pid"
-}
-
-fail() {
-    echo "start.sh: $1" >&2
-    for log in "$state"/log/*.log; do
-        [[ -f "$log" ]] && { echo "--- $log (tail)" >&2; tail -n 20 "$log" >&2; }
-    done
-    "$here/stop.sh" >&2 || true
-    exit 1
-}
-
-wait_for() {  # wait_for SECONDS DAEMON DESCRIPTION COMMAND...: DAEMON must stay alive meanwhile
-    local seconds="$1" daemon="$2" what="$3"
-    shift 3
-    local pid
-    pid="$(cat "$run_dir/$daemon.pid")"
-    for ((i = 0; i < seconds * 2; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
-        [[ -d "/proc/$pid" ]] || fail "$daemon (PID $pid) exited while waiting for $what"
-        sleep 0.5
-    done
-    fail "timed out after ${seconds}s waiting for $what"
-}
-
-munge_works() { munge -n | unmunge; }
 if munge_works >/dev/null 2>&1; then
     echo "start.sh: a munged already answers; using it (stop.sh leaves it alone)"
 else
-    mkdir -p /run/munge /var/lib/munge /var/log/munge
-    chown munge:munge /run/munge /var/lib/munge /var/log/munge
-    chmod 0755 /run/munge
-    start_daemon munged "$state/log/munged.log" setpriv --reuid=munge --regid=munge --clear-groups /usr/sbin/munged -F
-    wait_for 20 munged "munged" munge_works
+    start_munged
 fi
 
 start_daemon slurmctld "$state/log/slurmctld.stderr.log" slurmctld -D -f "$SLURM_CONF"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Stop the test cluster tests/e2e/slurm/start.sh started: cancel its jobs, then stop slurmd, slurmctld
-# and (if start.sh started it) munged by the PIDs recorded in /run/nlflow-slurm-test. A PID is only
-# signalled while /proc says it still runs the daemon that was started. Exit 1 if one survives.
+# Stop a test cluster that start.sh or start_two_nodes.sh started: cancel its jobs, then stop every
+# slurmd, slurmctld and (if the start script started it) munged by the PIDs recorded in RUN_DIR,
+# and remove the network namespaces and links RUN_DIR/network lists. A PID is only signalled while
+# /proc says it still runs the daemon that was started. Exit 1 if one survives.
 #
-#   tests/e2e/slurm/stop.sh
+#   tests/e2e/slurm/stop.sh [RUN_DIR]   /run/nlflow-slurm-test (start.sh's) unless given
 set -uo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 
-run_dir=/run/nlflow-slurm-test
+run_dir="${1:-/run/nlflow-slurm-test}"
 status=0
 
 alive() {  # alive PID NAME: is PID still running the program NAME?
@@ -26,21 +28,28 @@ if [[ -n "$state" && -f "$state/slurm.conf" && -n "$ctld_pid" ]] && alive "$ctld
     done
 fi
 
-for name in slurmd slurmctld munged; do
+# slurmd.pid (one node) or slurmd-NODE.pid (one per node); the program is the part before "-".
+names=()
+for file in "$run_dir"/slurmd*.pid; do
+    [[ -f "$file" ]] && names+=("$(basename "$file" .pid)")
+done
+names+=(slurmctld munged)
+for name in "${names[@]}"; do
     [[ -f "$run_dir/$name.pid" ]] || continue
     pid="$(pid_of "$name")"
-    if [[ -n "$pid" ]] && alive "$pid" "$name"; then
+    program="${name%%-*}"
+    if [[ -n "$pid" ]] && alive "$pid" "$program"; then
         kill -TERM "$pid" 2>/dev/null
         for ((i = 0; i < 40; i++)); do
-            alive "$pid" "$name" || break
+            alive "$pid" "$program" || break
             sleep 0.25
         done
-        if alive "$pid" "$name"; then
+        if alive "$pid" "$program"; then
             echo "stop.sh: $name (PID $pid) ignored SIGTERM for 10 s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null
             sleep 0.5
         fi
-        if alive "$pid" "$name"; then
+        if alive "$pid" "$program"; then
             echo "stop.sh: could not stop $name (PID $pid)" >&2
             status=1
             continue
@@ -49,6 +58,25 @@ for name in slurmd slurmctld munged; do
     fi
     rm -f "$run_dir/$name.pid"
 done
+
+# start_two_nodes.sh's network: lines "netns NAME" and "link NAME", removed once nothing uses them.
+if [[ -f "$run_dir/network" ]] && ((status == 0)); then
+    while read -r kind name; do
+        case "$kind" in
+            netns) exists=(ip netns pids "$name") remove=(ip netns delete "$name") ;;
+            link) exists=(ip link show "$name") remove=(ip link delete "$name") ;;
+            *) continue ;;
+        esac
+        "${exists[@]}" >/dev/null 2>&1 || continue
+        if "${remove[@]}"; then
+            echo "stop.sh: removed $kind $name"
+        else
+            echo "stop.sh: could not remove $kind $name" >&2
+            status=1
+        fi
+    done < <(tac "$run_dir/network")
+    rm -f "$run_dir/network"
+fi
 
 if [[ -n "$state" && -L /run/slurm/conf && "$(readlink /run/slurm/conf)" == "$state" ]]; then
     rm -f /run/slurm/conf

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import stat
 import sys
 import time
@@ -20,9 +21,11 @@ from nlflow.models import ModelConfig, build_model, read_checkpoint, save_checkp
 from nlflow.train.launch import (
     LaunchError,
     LaunchPlan,
+    choose_rendezvous_port,
     expand_nodelist,
     first_host,
     plan_launch,
+    port_in_use,
     rendezvous_port,
     run_plan,
     torchrun_command,
@@ -37,6 +40,9 @@ SLURM = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node[01-02]", "SLURM_JOB
 
 
 def plan(gpus, nodes=1, cuda=0, environ=None, threads=8, **kw) -> LaunchPlan:
+    """A plan whose rendezvous port counts as free unless ``in_use`` says otherwise (no probing of
+    made-up hosts such as node01)."""
+    kw.setdefault("in_use", lambda host, port: False)
     return plan_launch(gpus, nodes, ARGS, cuda_devices=cuda, environ=environ or {}, threads=threads,
                        torchrun=TORCHRUN, **kw)
 
@@ -123,6 +129,27 @@ def test_first_host_asks_scontrol_when_it_is_on_path(tmp_path):
         first_host("bad[", {"PATH": str(tmp_path)})
 
 
+def test_a_job_without_its_node_list_asks_scontrol(tmp_path):
+    """snakemake-executor-plugin-slurm-jobstep removes every SLURM_* variable but the job id: the
+    nodes then come from `scontrol show job`."""
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text('#!/bin/sh\n'
+                        'if [ "$1 $2 $3 $4" = "--oneliner show job 4242" ]; then\n'
+                        '  echo "JobId=4242 JobName=x NumNodes=2 NumCPUs=16 NodeList=gpu[07-08] BatchHost=gpu07"; exit 0\n'
+                        'fi\n'
+                        '[ "$1 $2" = "show hostnames" ] && [ "$3" = "gpu[07-08]" ] && { echo gpu07; echo gpu08; exit 0; }\n'
+                        'exit 2\n')
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
+    p = plan(1, nodes=2, environ={"SLURM_JOB_ID": "4242", "PATH": str(tmp_path)})
+    assert p.command[p.command.index("--rdzv-endpoint") + 1] == "gpu07:24242"
+    with pytest.raises(ConfigError, match=r"train.nodes = 3 but this SLURM allocation \(4242\) has 2 node"):
+        plan(1, nodes=3, environ={"SLURM_JOB_ID": "4242", "PATH": str(tmp_path)})
+    with pytest.raises(LaunchError, match=r"`scontrol show job 99` failed \(exit status 2\)"):
+        plan(1, nodes=2, environ={"SLURM_JOB_ID": "99", "PATH": str(tmp_path)})
+    with pytest.raises(ConfigError, match="SLURM_JOB_NODELIST is not set and scontrol is not on PATH"):
+        plan(1, nodes=2, environ={"SLURM_JOB_ID": "4242", "PATH": str(tmp_path / "nowhere")})
+
+
 def test_first_host_without_scontrol_parses_the_hostlist(tmp_path):
     assert first_host("gpu-[07-09],login1", {"PATH": str(tmp_path)}) == "gpu-07"
 
@@ -151,6 +178,78 @@ def test_rendezvous_port_follows_the_job_and_can_be_set():
     assert 20000 <= rendezvous_port("12_3", {}) < 30000
     with pytest.raises(ConfigError, match="NLFLOW_RDZV_PORT"):
         rendezvous_port("1", {"NLFLOW_RDZV_PORT": "x"})
+
+
+@pytest.fixture
+def listener():
+    """A real socket listening on 127.0.0.1, at a port the test asks for (None: the OS chooses)."""
+    sockets = []
+
+    def listen(port: int | None = None) -> int | None:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port or 0))
+        except OSError:
+            sock.close()
+            return None  # taken by someone else
+        sock.listen()
+        sockets.append(sock)
+        return sock.getsockname()[1]
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+def _job_whose_port_listens(listen) -> tuple[str, int]:
+    """A job id whose derived rendezvous port a listener of this test holds, and that port."""
+    for job in range(4242, 4242 + 200):
+        port = rendezvous_port(str(job), {})
+        if listen(port) == port and not port_in_use("127.0.0.1", port + 1):
+            return str(job), port
+    pytest.skip("no free port in 24242-24442 on 127.0.0.1 to occupy")
+
+
+def test_port_in_use_probes_a_real_listener(listener):
+    port = listener()
+    assert port_in_use("127.0.0.1", port)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
+    try:
+        assert not port_in_use("127.0.0.1", probe.getsockname()[1])
+    finally:
+        probe.close()
+    assert not port_in_use("no-such-host.invalid", 20000)
+
+
+def test_a_taken_job_port_moves_to_the_next_free_one(listener):
+    job, port = _job_whose_port_listens(listener)
+    chosen, warnings = choose_rendezvous_port(job, "127.0.0.1", {})
+    assert chosen == port + 1
+    assert warnings == [f"rendezvous port {port} on 127.0.0.1 is already in use (another job or service listens "
+                        f"there): using port {port + 1} instead"]
+    # Through the plan: the command line every node gets carries the new port, the log the warning.
+    p = plan(1, nodes=2, environ=dict(SLURM, SLURM_JOB_ID=job), resolve_host=lambda nodelist: "127.0.0.1",
+             in_use=port_in_use)
+    assert p.command[p.command.index("--rdzv-endpoint") + 1] == f"127.0.0.1:{port + 1}"
+    assert warnings[0] in p.warnings
+
+
+def test_a_taken_port_the_user_chose_is_an_error(listener):
+    port = listener()
+    with pytest.raises(LaunchError, match=rf"rendezvous port {port} on 127.0.0.1 \(NLFLOW_RDZV_PORT\) is already in "
+                                          "use: set NLFLOW_RDZV_PORT to a free port"):
+        plan(1, nodes=2, environ=dict(SLURM, NLFLOW_RDZV_PORT=str(port)), resolve_host=lambda nodelist: "127.0.0.1",
+             in_use=port_in_use)
+
+
+def test_rendezvous_ports_all_taken_is_an_error():
+    with pytest.raises(LaunchError, match="rendezvous port 24242 on node01 and the 20 ports after it are all in use"):
+        choose_rendezvous_port("4242", "node01", {}, in_use=lambda host, port: True)
+    # The range wraps around instead of leaving it.
+    tried = []
+    choose_rendezvous_port("9999", "node01", {}, in_use=lambda host, port: tried.append(port) or len(tried) < 3)
+    assert tried == [29999, 20000, 20001]
 
 
 def test_torchrun_is_the_one_next_to_the_interpreter():
@@ -239,6 +338,7 @@ def test_stage_with_two_cpu_processes_matches_one_process(tiny_data, tmp_path, l
     # Relayed from the children: rank 0 joined a gloo group of 2, and rank 1 took part in the
     # all-gather of weight digests.
     assert "rank 0/2 joined the process group (gloo)" in text
+    assert f"2 processes on 1 host(s): rank 0 on {socket.gethostname()}, rank 1 on {socket.gethostname()}" in text
     assert "over 2 process(es)" in text and "weights identical on all 2 processes" in text
     run_dirs = list((tmp_path / "two" / "checkpoints").iterdir())
     assert len(run_dirs) == 1 and json.loads((run_dirs[0] / "settings.json").read_text()) == settings.to_dict()
@@ -265,8 +365,12 @@ def test_stage_two_cpu_processes_failure_is_one_clear_error(tiny_data, tmp_path,
     if torch.cuda.is_available():
         pytest.skip("checks the CPU twin")
     settings = tiny_settings(batch_size=3, max_iter=2, val_period=0, precise_bn_iters=0)
-    with pytest.raises(LaunchError, match=r"torchrun exit status \d+\): batch_size 3 \(global\) cannot be split "
-                                          r"evenly over 2 processes"):
+    # Both processes fail alike; the one torchrun saw first is named, with the error it logged, and
+    # what running the job again would do.
+    with pytest.raises(LaunchError, match=r"torchrun exit status \d+\): rank [01] on \S+ exited with status 1: "
+                                          r"batch_size 3 \(global\) cannot be split evenly over 2 processes; no "
+                                          r"checkpoint had been written: running the train job again starts from "
+                                          r"the beginning$"):
         _stage(tiny_data, tiny_data["init"], tmp_path / "bad", 2, settings)
 
 
