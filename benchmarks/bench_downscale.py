@@ -1,6 +1,6 @@
 """Downscale throughput: our in-process PyAV downscale_all vs the original one-ffmpeg-per-video.
 
-Baseline (the original's recipe): ``ffmpeg -i in.avi -vf scale=-2:256 -c:v mpeg4 -q:v 1 out.avi``,
+Baseline (the original's recipe): ``ffmpeg -i in.avi -vf "scale=trunc(oh*a/2)*2:256" -c:v mpeg4 -q:v 1 out.avi``,
 one process per video, 2 at a time (the binary from the ``imageio-ffmpeg`` package).
 Ours: ``downscale_all(..., short_side=256, upsample=True, keyframe_interval=12, qscale=2, n_jobs=2)``
 with the loky (processes) and threading backends. ``-q:v 1`` in the CLI is clamped by the encoder's
@@ -48,7 +48,7 @@ def ffmpeg_baseline(root: Path, rel_paths: list[str], out: Path, workers: int, o
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         threads = ["-threads", "1", "-filter_threads", "1"] if one_thread else []
-        command = [exe, "-y", "-loglevel", "error", *threads, "-i", str(root / rel), "-vf", "scale=-2:256",
+        command = [exe, "-y", "-loglevel", "error", *threads, "-i", str(root / rel), "-vf", "scale=trunc(oh*a/2)*2:256",
                    "-c:v", "mpeg4", "-q:v", "1", *threads[:2], str(dst)]
         subprocess.run(command, check=True)
 
@@ -99,7 +99,7 @@ def main() -> None:
                 if name not in best or seconds < best[name][0]:
                     best[name] = (seconds, cpu, size_of(out))
         base_wall, base_cpu, _ = next(iter(best.values()))
-        print(f"{args.videos} videos x {args.frames} frames, 320x240 -> 342x256, {args.jobs} workers, best of {args.repeats}")
+        print(f"{args.videos} videos x {args.frames} frames, 320x240 -> 340x256, {args.jobs} workers, best of {args.repeats}")
         print(f"{'method':40s} {'wall s':>7s} {'frames/s':>8s} {'CPU s':>6s} {'MB out':>7s} {'x orig wall':>11s} {'x orig CPU':>10s}")
         for name, (seconds, cpu, size) in best.items():
             print(f"{name:40s} {seconds:7.2f} {total_frames / seconds:8.0f} {cpu:6.2f} {size / 1e6:7.2f}"

@@ -93,7 +93,7 @@ def rehearsal_config(source: Path, width: int, iterations: int) -> dict:
                        "sample_rate": 8, "pool1_padding": 0, "frozen_bn": False, "dropout": 0.5}
     config["train"].update(batch_size=8, accumulate=1, max_iter=iterations, lr_steps=None, lr_relative=None,
                            warmup_iters=0, amp="none", channels_last=False, gpus=0, num_workers=2,
-                           checkpoint_period=1000, val_period=0, val_batches=1, precise_bn_iters=1)
+                           checkpoint_period=1000, val_period=0, val_videos=8, precise_bn_iters=1)
     config["test"].update(num_workers=2, batch_size=30, amp="none")
     return config
 

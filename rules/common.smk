@@ -4,7 +4,14 @@ from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
-from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, ReportOnly, demo_model_id
+from nlflow.train.solver import TRAINING_MODEL_KEYS
+from nlflow.video.downscale import RECIPE_VERSION
+from nlflow.workflow.config import (
+    DEMO_MODEL_PLACEHOLDER,
+    ReportOnly,
+    demo_model_id,
+    network_params,
+)
 from nlflow.workflow.experiments import find_table, read_experiments
 
 
@@ -89,7 +96,8 @@ def expand_pkl(text, model):
 
 # The demo's stand-in "pretrained" files: one per architecture the experiments use.
 DEMO_MODELS = {
-    demo_model_id(cfg["model"]): cfg["model"] for cfg in all_experiment_configs()
+    demo_model_id(cfg["model"]): network_params(cfg["model"])
+    for cfg in all_experiment_configs()
 }
 
 
@@ -144,9 +152,13 @@ def downscale_source_params():
 
 
 def model_params(wildcards):
+    """The network clean_weights builds (dropout has no weights: it goes to train)."""
     # num_classes may be left out: the kind's official count, or the class folders of a `folder` root.
     return canonical(
-        dict(exp_config(wildcards)["model"], num_classes=DATASET.num_classes)
+        dict(
+            network_params(exp_config(wildcards)["model"]),
+            num_classes=DATASET.num_classes,
+        )
     )
 
 
@@ -165,10 +177,10 @@ def view_params(wildcards):
     )
 
 
-def clip_params(wildcards):
-    """The model keys that shape the training clips."""
+def training_model_params(wildcards):
+    """The model keys the training loop reads: the clips' frames and the dropout rate."""
     model = exp_config(wildcards)["model"]
-    return canonical({key: model[key] for key in ("video_length", "sample_rate")})
+    return canonical({key: model[key] for key in TRAINING_MODEL_KEYS})
 
 
 def train_job_gpus(wildcards):

@@ -24,5 +24,7 @@ rule downscale:
         upsample=config["downscale"]["upsample"],
         keyframe_interval=config["downscale"]["keyframe_interval"],
         qscale=config["downscale"]["qscale"],
+        # The encoding recipe's version: a new one (another output size rule, say) re-runs downscale.
+        recipe=RECIPE_VERSION,
     script:
         "../workflow/scripts/downscale.py"

@@ -50,7 +50,7 @@ rule train:
         # apart and never re-run training (nlflow.workflow.config).
         train=section_params("train"),
         operational=section_params("train", result=False),
-        clip=clip_params,
+        model=training_model_params,
         checkpoint_dir=exp_path("train/checkpoints"),
     script:
         "../workflow/scripts/train.py"

@@ -25,7 +25,7 @@ SPECIAL_TEST_VIDEO = "MoveUp/v_MoveUp_g02_c01 (take #1, Tom & Jerry's; best!).av
 # A short run: the point is that every stage takes a `folder` dataset, not accuracy.
 QUICK = {
     "train": {"max_iter": 20, "lr_steps": [0], "lr_relative": [1.0], "warmup_iters": 5, "checkpoint_period": 20,
-              "log_period": 5, "val_period": 0, "val_batches": 2, "precise_bn_iters": 2, "num_workers": 1},
+              "log_period": 5, "val_period": 0, "val_videos": 16, "precise_bn_iters": 2, "num_workers": 1},
     "test": {"num_clips": 2, "num_workers": 1},
 }
 

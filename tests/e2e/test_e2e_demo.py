@@ -76,6 +76,11 @@ RERUN_CASES = {
     "learning rate": ({"train": {"base_lr": 0.05}}, ONE_EACH),
     "channels_last": ({"train": {"channels_last": True}}, ONE_EACH),
     "accumulate": ({"train": {"accumulate": 2}}, ONE_EACH),
+    # dropout reaches training (and only training: it has no weights, clean_weights stays).
+    "dropout": ({"model": {"dropout": 0.0}}, ONE_EACH),
+    "BN batch": ({"train": {"bn_batch": 4}}, ONE_EACH),
+    "TF32": ({"train": {"tf32": True}}, ONE_EACH),
+    "validated videos": ({"train": {"val_videos": 20}}, ONE_EACH),
     "test clips": ({"test": {"num_clips": 4}}, AFTER_EVALUATE),
     "test precision": ({"test": {"amp": "bf16"}}, AFTER_EVALUATE),
     "short side": ({"downscale": {"short_side": 128}}, {"downscale": 1, "shuffle_rep": 1, "write_lmdb": 3, **ONE_EACH}),

@@ -38,7 +38,7 @@ TEST_CONFIG = demo_config(
     demo={"clips_per_group": 1},
     train={
         "gpus": 1, "max_iter": 2, "batch_size": 2, "lr_steps": [0], "lr_relative": [1.0], "warmup_iters": 0,
-        "checkpoint_period": 2, "log_period": 1, "val_period": 0, "val_batches": 1, "precise_bn_iters": 0,
+        "checkpoint_period": 2, "log_period": 1, "val_period": 0, "val_videos": 2, "precise_bn_iters": 0,
         "num_workers": 0,
     },
 )

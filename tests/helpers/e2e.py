@@ -6,7 +6,7 @@ import copy
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -32,11 +32,14 @@ def write_config(workdir: Path, config: dict[str, Any], name: str = "config.yaml
 
 
 def snakemake(
-    workdir: Path, config_file: Path, *args: str, timeout: int = 900, env: dict[str, str] | None = None
+    workdir: Path, config_file: Path | Sequence[Path], *args: str, timeout: int = 900,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
+    """Snakemake on ``workdir`` with one config file, or several (later ones update earlier ones)."""
+    files = [config_file] if isinstance(config_file, (str, Path)) else list(config_file)
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config_file), "--cores", "2", *args,
+        "--configfile", *map(str, files), "--cores", "2", *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -43,7 +43,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
 def tiny_settings(**kw) -> TrainSettings:
     base = dict(batch_size=4, max_iter=6, base_lr=0.05, lr_steps=[0, 4], lr_relative=[1, 0.1], warmup_iters=2,
                 crop_size=32, scale_range=(32, 40), video_length=4, sample_rate=2, num_workers=0, seed=1,
-                checkpoint_period=2, keep_checkpoints=2, log_period=2, val_period=3, val_batches=2,
+                checkpoint_period=2, keep_checkpoints=2, log_period=2, val_period=3,
                 precise_bn_iters=2, deterministic=True, threads=1)
     base.update(kw)
     return TrainSettings(**base)

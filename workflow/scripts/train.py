@@ -13,7 +13,7 @@ run_stage(
     checkpoint_dir=snakemake.params.checkpoint_dir,
     train_config=snakemake.params.train,
     operational=snakemake.params.operational,
-    clip=snakemake.params.clip,
+    model=snakemake.params.model,
     gpus=snakemake.resources.gpu,
     nodes=snakemake.resources.nodes,
     threads=snakemake.threads,

@@ -14,6 +14,7 @@ from torch import nn
 
 from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import EvaluationError
+from nlflow.train.precision import tf32_allowed
 from nlflow.video.views import to_network_input
 
 TEST_AMP_MODES = ("none", "bf16")
@@ -37,10 +38,10 @@ class ViewScorer:
     """Runs a network over test views in batches of ``batch_size`` views: the one code path from
     views to per-view scores, shared by :func:`nlflow.evaluate.run.evaluate` and :mod:`nlflow.predict`.
 
-    ``amp``: "none" (float32, the original's precision and the default) or "bf16" (autocast, on any
-    device; the scores are computed in float32 from the bf16 logits, and differ from float32 ones
-    by more than float noise). ``forward_calls`` counts network invocations (tests use it to prove
-    a resumed run computes nothing).
+    ``amp``: "none" (IEEE float32, no TF32 on a GPU: the original's precision and the default) or
+    "bf16" (autocast, on any device; the scores are computed in float32 from the bf16 logits, and
+    differ from float32 ones by more than float noise). ``forward_calls`` counts network
+    invocations (tests use it to prove a resumed run computes nothing).
     """
 
     def __init__(self, model: nn.Module, batch_size: int = 30, device: torch.device | str | None = None, amp: str = "none"):
@@ -64,7 +65,9 @@ class ViewScorer:
         batch = to_network_input(batch, self.device)
         self.forward_calls += 1
         try:
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            # IEEE float32 where autocast leaves float32 (all of it without amp): no TF32 on a GPU.
+            with tf32_allowed(False), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                                     enabled=self.amp):
                 logit_map = self.model.forward_map(batch)
         except OutOfMemoryError as exc:
             raise EvaluationError(self._out_of_memory_message(len(batch), exc)) from None

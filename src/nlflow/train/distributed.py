@@ -151,8 +151,3 @@ class IterationSampler(Sampler):
                 cached_epoch = epoch
             first = step * self.global_batch + self.rank * self.local_batch
             yield from (int(i) for i in order[first:first + self.local_batch])
-
-
-def shard_indices(n: int, limit: int, info: DistInfo) -> list[int]:
-    """This rank's part of ``range(min(n, limit))`` (validation): every world_size-th index."""
-    return list(range(info.rank, min(n, limit), info.world_size))

@@ -32,7 +32,7 @@ from nlflow.device_memory import MemoryProbe, OutOfMemoryError
 from nlflow.errors import ConfigError, TrainingError
 from nlflow.train import distributed as ddp
 from nlflow.train import precision, snapshots
-from nlflow.train.measure import clip_accuracy, recompute_bn_stats
+from nlflow.train.measure import clip_accuracy, recompute_bn_stats, validation_videos
 from nlflow.train.progress import MetricsLog, ProgressLog, Window, data_wait_advice, usable_cores
 from nlflow.train.runtime import Runtime, fitting_accumulate, make_runtime, seed_everything, torch_threads
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
@@ -112,7 +112,27 @@ def micro_batch_size(settings: TrainSettings, world_size: int) -> int:
     if local % settings.accumulate:
         raise ConfigError(f"train.batch_size {settings.batch_size} over {world_size} process(es) gives {local} clips "
                           f"each, which train.accumulate {settings.accumulate} does not divide into equal micro-batches")
-    return local // settings.accumulate
+    micro = local // settings.accumulate
+    if settings.bn_batch and micro > settings.bn_batch and micro % settings.bn_batch:
+        raise ConfigError(f"micro-batches of {micro} clips (train.batch_size {settings.batch_size} over {world_size} "
+                          f"process(es) and train.accumulate {settings.accumulate}) do not split into BN groups of "
+                          f"train.bn_batch {settings.bn_batch} clips: choose accumulate so that they do")
+    return micro
+
+
+def set_up_bn_batch(model: nn.Module, settings: TrainSettings, micro: int, info: ddp.DistInfo) -> None:
+    """BN statistics over groups of ``train.bn_batch`` clips of each micro-batch (see
+    :class:`nlflow.models.norm.BatchNorm3d`); a smaller micro-batch is normalised as a whole."""
+    from nlflow.models.norm import set_bn_batch
+
+    if not set_bn_batch(model, settings.bn_batch) or not settings.bn_batch or not info.is_main:
+        return
+    if micro < settings.bn_batch:
+        log.warning("BN normalises micro-batches of %d clips, fewer than train.bn_batch %d (the original's 8 per GPU): "
+                    "lower train.accumulate if memory allows", micro, settings.bn_batch)
+    elif micro > settings.bn_batch:
+        log.info("BN statistics over %d groups of %d clips in each micro-batch of %d",
+                 micro // settings.bn_batch, settings.bn_batch, micro)
 
 
 @dataclasses.dataclass
@@ -188,16 +208,18 @@ def _place(model: nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, sett
 
 
 def _val_loader(val_lmdb: Any, settings: TrainSettings, rt: Runtime, batch: int) -> DataLoader | None:
-    """One clip per video of the first ``val_batches`` global batches of the val store, sharded over ranks."""
+    """One clip per video of the val store (every video, or ``val_videos`` of them stratified by
+    class), sharded over ranks."""
     from nlflow.store.torch_datasets import ValClipDataset
     from nlflow.video.views import ViewSpec
 
-    if val_lmdb is None or settings.val_batches == 0:
+    if val_lmdb is None or settings.val_videos == 0:
         return None
     spec = ViewSpec(video_length=settings.video_length, sample_rate=settings.sample_rate, num_clips=1,
                     num_crops=1, scale=settings.scale_range[0], crop_size=settings.crop_size)
     val_set = ValClipDataset(val_lmdb, spec)
-    shard = ddp.shard_indices(len(val_set), settings.val_batches * settings.batch_size, rt.info)
+    videos = validation_videos([label for _, label in val_set.reader.entries()], settings.val_videos, settings.seed)
+    shard = videos[rt.info.rank::rt.info.world_size]
     # Its own generator: iterating a loader without one draws from the global torch RNG (the
     # one dropout uses), so validating would change the training that follows it.
     return DataLoader(Subset(val_set, shard), batch_size=batch, shuffle=False,
@@ -235,6 +257,7 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
                                  settings.scale_range, settings.crop_size, settings.seed)
     _check_store_classes(class_names, train_lmdb)
     micro = micro_batch_size(settings, info.world_size)
+    set_up_bn_batch(model, settings, micro, info)
     final_done = state is not None and state.get("finished", False) and start_iter == settings.max_iter
     stop_iter = settings.max_iter + (0 if final_done else settings.precise_bn_iters)
     sampler = ddp.IterationSampler(len(train_set), settings.batch_size, settings.seed, info.rank, info.world_size)
@@ -396,7 +419,7 @@ def train(
     class_names = _read_classes(classes)
     rt = make_runtime(settings)
     try:
-        with torch_threads(settings.threads):
+        with torch_threads(settings.threads), precision.tf32_allowed(settings.tf32):
             state = snapshots.load_latest_snapshot(out_dir / "checkpoints")
             if _finished(state, settings, out_dir):
                 log.info("training in %s already finished at iteration %d", out_dir, state["iteration"])

@@ -1,15 +1,46 @@
-"""Numerical safety of a training run: kernels known to compute wrong gradients, and the check
-that stops a run whose loss or gradients stop being finite."""
+"""Numerical precision and safety: whether float32 math may use TF32, kernels known to compute
+wrong gradients, and the check that stops a run whose loss or gradients stop being finite."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from nlflow.errors import ConfigError
+
+
+@contextlib.contextmanager
+def tf32_allowed(allowed: bool) -> Iterator[None]:
+    """TF32 for float32 convolutions (cuDNN) and matrix products (cuBLAS) inside the block, or
+    IEEE float32; the previous switches are restored afterwards.
+
+    PyTorch allows TF32 for cuDNN convolutions by default, so float32 work on an Ampere or newer
+    GPU is not the original's float32 unless this turns it off. CPUs are unaffected.
+    """
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+        # torch >= 2.9: the per-backend switches (mixing them with the legacy flags is an error,
+        # and cuDNN's convolution and RNN switches must agree for the legacy getter to work).
+        switches = [backends.cudnn.conv, backends.cudnn.rnn, backends.cuda.matmul]
+        saved = [switch.fp32_precision for switch in switches]
+        for switch in switches:
+            switch.fp32_precision = "tf32" if allowed else "ieee"
+        try:
+            yield
+        finally:
+            for switch, value in zip(switches, saved):
+                switch.fp32_precision = value
+        return
+    legacy = (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32)
+    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = legacy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,13 @@ ORIGINAL_BASE_LR = 0.01
 ORIGINAL_RELATIVE_LRS = (1.0, 0.1, 0.01, 0.001)
 ORIGINAL_STEP_FRACTIONS = (0.0, 0.375, 0.75)
 
-# Model-config keys that also shape the training data or the head.
-_MODEL_KEYS = ("video_length", "sample_rate", "dropout", "crop_size")
+# The ``model:`` keys the training loop reads (the network itself comes from the init checkpoint):
+# the clips' frames and the dropout rate, which has no weights. The train rule passes exactly these.
+TRAINING_MODEL_KEYS = ("video_length", "sample_rate", "dropout")
+
+# The original's BN batch: TRAIN.BATCH_SIZE / NUM_GPUS clips per GPU, 8 in every BN config
+# (64 / 8 GPUs, 32 / 4 GPUs).
+ORIGINAL_BN_BATCH = 8
 
 
 # Settings that change how a run goes, never what it produces: processes and threads, logging,
@@ -36,9 +41,12 @@ class TrainSettings:
     """Everything ``train()`` needs besides the files. Iteration-based like the original."""
 
     batch_size: int = 8  # global: clips per SGD update, split over all processes
-    # Micro-batches per update and process: memory for a smaller GPU, same update (BN statistics
-    # are then those of each micro-batch, as they are of each process's share with several GPUs).
+    # Micro-batches per update and process: memory for a smaller GPU, same update.
     accumulate: int = 1
+    # Clips per BN normalisation group in training (0: each micro-batch as a whole); a micro-batch
+    # larger than this is normalised group by group, so BN sees the original's 8 clips whatever
+    # the process count and accumulate (nlflow.models.norm.BatchNorm3d).
+    bn_batch: int = ORIGINAL_BN_BATCH
     max_iter: int = 1000
     base_lr: float = ORIGINAL_BASE_LR
     # None: the original's 400k schedule scaled to max_iter (see default_lr_steps).
@@ -64,9 +72,13 @@ class TrainSettings:
     keep_checkpoints: int = 3
     log_period: int = 20
     val_period: int = 1000  # 0: validate only at the end
-    val_batches: int = 50  # cap per validation (batches of batch_size clips)
+    # Videos per validation: None every video of the val store, N a seeded class-stratified subset, 0 none.
+    val_videos: int | None = None
     precise_bn_iters: int = 200  # 0 disables precise BN
     amp: str = "none"
+    # TF32 tensor cores for float32 convolutions and matmuls on CUDA (Ampere and newer); False
+    # keeps them IEEE float32 like the original (PyTorch allows TF32 for cuDNN convolutions by default).
+    tf32: bool = False
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
@@ -115,7 +127,11 @@ class TrainSettings:
         need(self.checkpoint_period >= 1, "checkpoint_period must be >= 1")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
         need(self.log_period >= 1, "log_period must be >= 1")
-        need(self.val_period >= 0 and self.val_batches >= 0, "val_period and val_batches must be >= 0")
+        need(self.val_period >= 0, "val_period must be >= 0")
+        need(self.val_videos is None or self.val_videos >= 0, "val_videos must be null (every video) or >= 0")
+        need(self.bn_batch >= 0, f"bn_batch must be >= 0 (0: the whole micro-batch), got {self.bn_batch}")
+        need(not (self.sync_bn and self.bn_batch), "sync_bn normalises over the global batch, bn_batch over groups "
+             f"of {self.bn_batch} clips: set bn_batch to 0 to use sync_bn")
         need(self.precise_bn_iters >= 0, "precise_bn_iters must be >= 0")
         need(self.threads >= 0, "threads must be >= 0 (0: torch's default)")
         need(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
@@ -139,10 +155,9 @@ class TrainSettings:
     def from_config(cls, model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any]) -> "TrainSettings":
         """Build from the ``model:`` and ``train:`` config sections.
 
-        From ``model:`` only the keys that shape the clips or the head are taken (video_length,
-        sample_rate, dropout, crop_size); a key given in ``train:`` wins.
+        From ``model:`` only :data:`TRAINING_MODEL_KEYS` are taken; a key given in ``train:`` wins.
         """
-        merged = {k: model_cfg[k] for k in _MODEL_KEYS if k in model_cfg}
+        merged = {k: model_cfg[k] for k in TRAINING_MODEL_KEYS if k in model_cfg}
         merged.update(train_cfg)
         return cls.from_dict(merged)
 

@@ -20,6 +20,7 @@ import errno
 import functools
 import json
 import logging
+import math
 import os
 import time
 from fractions import Fraction
@@ -36,20 +37,31 @@ from nlflow.video.manifest import STATUSES, ManifestRow, write_manifest
 log = logging.getLogger(__name__)
 
 SETTINGS_STAMP = ".downscale-settings.json"
-# Bump when the encoding recipe changes so existing outputs are redone.
-RECIPE_VERSION = 1
+# Bump when the encoding recipe changes so existing outputs are redone (the downscale rule passes
+# it as a param, so Snakemake re-runs the job too). 2: the long side truncated as the original's filter.
+RECIPE_VERSION = 2
 
 
 def output_size(width: int, height: int, short_side: int, upsample: bool) -> tuple[int, int]:
-    """(width, height) with the short side at ``short_side`` (or kept when smaller and not upsampling), even."""
+    """(width, height) with the short side at ``short_side`` (or kept when smaller and not upsampling), even.
+
+    The long side follows the original's ``ffmpeg -filter:v scale="trunc(oh*a/2)*2:256"``: the
+    exact long side, in double precision as FFmpeg's expression evaluator computes it, truncated
+    down to an even number (320x240 -> 340x256). The original fixed the height at 256 whatever
+    the orientation; here the short side is fixed, so a portrait video keeps its width at
+    ``short_side`` and its height is truncated the same way (docs/fidelity.md).
+    """
     short = min(width, height)
     if short > short_side or (upsample and short < short_side):
-        scale = short_side / short
-        # the short side is exact; the long side rounds to the nearest even number (like scale=-2)
         if width <= height:
-            return short_side, max(2, int(round(height * scale / 2)) * 2)
-        return max(2, int(round(width * scale / 2)) * 2), short_side
+            return short_side, _truncated_even(short_side * (height / width))
+        return _truncated_even(short_side * (width / height)), short_side
     return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def _truncated_even(length: float) -> int:
+    """FFmpeg's ``trunc(x/2)*2`` of a computed side, at least 2."""
+    return max(2, math.trunc(length / 2) * 2)
 
 
 def _failed(video: str, status: str, error: str, fps: float = 0.0, width: int = 0, height: int = 0) -> ManifestRow:

@@ -122,9 +122,14 @@ def operational_params(section: Mapping[str, Any], name: str) -> Operational:
 DEMO_MODEL_PLACEHOLDER = "{demo_model}"
 
 
+def network_params(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model:`` keys that shape the network's weights: all but the dropout rate, which has
+    none and reaches training through the train rule (nlflow.train.solver.TRAINING_MODEL_KEYS)."""
+    return canonical({key: value for key, value in model.items() if key != "dropout"})
+
+
 def demo_model_id(model: Mapping[str, Any]) -> str:
     """A file-name id for the demo weights of one network: readable, and one per architecture, so
     experiments that compare architectures each start from a demo file of their own shape."""
-    shape = {key: value for key, value in model.items() if key != "dropout"}  # dropout has no weights
-    digest = hashlib.sha256(json.dumps(canonical(shape), sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(network_params(model), sort_keys=True).encode()).hexdigest()[:8]
     return f"{model['arch']}{'_nonlocal' if model.get('use_nonlocal') else ''}_{digest}"

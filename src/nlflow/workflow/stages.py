@@ -191,7 +191,7 @@ def train(
     metrics_out: str,
     checkpoint_dir: str,
     train_config: Mapping[str, Any],
-    clip: Mapping[str, Any],
+    model: Mapping[str, Any],
     operational: Mapping[str, Any] | None = None,
     gpus: int = 0,
     nodes: int = 1,
@@ -212,7 +212,7 @@ def train(
 
     launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
     runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
-    settings = TrainSettings.from_config(dict(clip), {**train_config, **runtime})
+    settings = TrainSettings.from_config(dict(model), {**train_config, **runtime})
     run_dir = run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
     arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)

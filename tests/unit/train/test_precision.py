@@ -1,5 +1,6 @@
-"""Numerical safety of training: the CPU bf16 kernels that compute wrong weight gradients are
-refused before a run starts, and a step whose loss or gradients are not finite is never applied."""
+"""Numerical precision and safety of training: TF32 as train.tf32 says, the CPU bf16 kernels that
+compute wrong weight gradients refused before a run starts, and a step whose loss or gradients are
+not finite never applied."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from torch import nn
 
 from nlflow.errors import ConfigError
 from nlflow.models import ModelConfig, build_model
-from nlflow.train.precision import check_cpu_bf16_kernels, conv_input_shapes, nonfinite_gradient, nonfinite_reason
+from nlflow.train.precision import (
+    check_cpu_bf16_kernels,
+    conv_input_shapes,
+    nonfinite_gradient,
+    nonfinite_reason,
+    tf32_allowed,
+)
+
+from helpers.training import CLASSES, tiny_data, tiny_settings  # noqa: F401  (module-scoped fixture)
 
 
 def tiny_network() -> nn.Module:
@@ -75,3 +84,44 @@ def test_every_conv_of_the_demo_network_gets_right_bf16_weight_gradients_on_the_
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         error = float((bf16 - reference.grad).norm() / reference.grad.norm())
         assert error < 0.02, (shape, error)
+
+
+def _fp32_switches() -> tuple[str, str]:
+    """cuDNN's convolution and cuBLAS's matmul float32 precision ("tf32" or "ieee"), whatever API
+    this torch has (the switches exist on CPU builds too)."""
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cudnn.conv, "fp32_precision"):
+        return backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision
+    return (("tf32" if backends.cudnn.allow_tf32 else "ieee"), ("tf32" if backends.cuda.matmul.allow_tf32 else "ieee"))
+
+
+def test_tf32_is_switched_for_the_block_and_restored():
+    before = _fp32_switches()
+    with tf32_allowed(False):
+        assert _fp32_switches() == ("ieee", "ieee")
+        with tf32_allowed(True):
+            assert _fp32_switches() == ("tf32", "tf32")
+        assert _fp32_switches() == ("ieee", "ieee")
+    assert _fp32_switches() == before
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_training_and_evaluation_run_under_the_configured_tf32_switch(tiny_data, tmp_path, tf32):  # noqa: F811
+    """Every forward of a training run sees train.tf32's switch (PyTorch's own default lets cuDNN
+    convolutions use TF32), and the scorer runs float32 views without TF32."""
+    from nlflow.evaluate import ViewScorer
+    from nlflow.models import load_checkpoint
+    from nlflow.train import train
+
+    seen: set[tuple[str, str]] = set()
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda *_: seen.add(_fp32_switches()))
+    try:
+        final = train(tiny_settings(max_iter=2, val_period=1, precise_bn_iters=1, tf32=tf32), tiny_data["train"],
+                      tiny_data["val"], tiny_data["init"], tmp_path / "run", CLASSES)
+        assert seen == {("tf32", "tf32") if tf32 else ("ieee", "ieee")}
+        seen.clear()
+        with tf32_allowed(True):
+            ViewScorer(load_checkpoint(final), batch_size=2).score(torch.zeros(2, 4, 32, 32, 3, dtype=torch.uint8))
+        assert seen == {("ieee", "ieee")}
+    finally:
+        hook.remove()

@@ -30,6 +30,7 @@ from nlflow.train.launch import (
     run_plan,
     torchrun_command,
 )
+from nlflow.train.solver import TRAINING_MODEL_KEYS
 from nlflow.workflow import stages
 
 from helpers.training import CLASSES, tiny_data, tiny_settings  # noqa: F401  (module-scoped fixture)
@@ -308,7 +309,7 @@ def log_file(tmp_path):
 def _stage(data: dict, init: Path, out: Path, gpus: int, settings, threads: int = 1) -> Path:
     stages.train(str(data["train"]), str(data["val"]), str(init), str(data["classes"]),
                  model_out=str(out / "model_final.pt"), metrics_out=str(out / "metrics.jsonl"),
-                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.to_dict(), clip={}, gpus=gpus,
+                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.to_dict(), model={}, gpus=gpus,
                  threads=threads)
     return out / "model_final.pt"
 
@@ -401,6 +402,30 @@ def test_stage_refuses_cpu_bf16_where_a_kernel_is_longer_than_its_input(tiny_dat
     assert not list((tmp_path / "refused").rglob("iter_*.pt")) and not (tmp_path / "refused" / "model_final.pt").exists()
 
 
+def _losses(out: Path) -> list[float]:
+    return [m["loss"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+
+
+def test_model_dropout_reaches_training_through_the_rules_params(tiny_data, tmp_path, log_file):  # noqa: F811
+    """The train rule hands the model keys the loop reads (dropout with the clip's frames) apart
+    from the train section, which has no dropout: 0.0 and 0.9 must train differently, and the
+    rate must reach the published model."""
+    train_section = {key: value for key, value in tiny_settings(max_iter=4, log_period=1, val_period=0,
+                                                                 precise_bn_iters=0).result_dict().items()
+                     if key not in TRAINING_MODEL_KEYS}
+    losses = {}
+    for dropout in (0.0, 0.9, 0.0):
+        out = tmp_path / f"dropout{dropout}-{len(losses)}"
+        stages.train(str(tiny_data["train"]), str(tiny_data["val"]), str(tiny_data["init"]), str(tiny_data["classes"]),
+                     model_out=str(out / "model_final.pt"), metrics_out=str(out / "metrics.jsonl"),
+                     checkpoint_dir=str(out / "checkpoints"), train_config=train_section,
+                     model={"video_length": 4, "sample_rate": 2, "dropout": dropout})
+        assert read_checkpoint(out / "model_final.pt")["model_config"]["dropout"] == dropout
+        losses.setdefault(dropout, []).append(_losses(out))
+    assert losses[0.0][0] == losses[0.0][1]  # the same rate trains the same: the difference is dropout's
+    assert losses[0.0][0] != losses[0.9][0], losses
+
+
 def test_an_operational_change_keeps_the_run_folder_a_result_change_starts_a_new_one(tiny_data, tmp_path, log_file):  # noqa: F811
     settings = tiny_settings(max_iter=2, val_period=0, precise_bn_iters=0)
     out = tmp_path / "run"
@@ -409,7 +434,7 @@ def test_an_operational_change_keeps_the_run_folder_a_result_change_starts_a_new
     # Other workers, log and checkpoint periods: the same run folder, found finished, nothing retrained.
     stages.train(str(tiny_data["train"]), str(tiny_data["val"]), str(tiny_data["init"]), str(tiny_data["classes"]),
                  model_out=str(out / "model_final.pt"), metrics_out=str(out / "metrics.jsonl"),
-                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.result_dict(), clip={},
+                 checkpoint_dir=str(out / "checkpoints"), train_config=settings.result_dict(), model={},
                  operational={"num_workers": 1, "log_period": 1, "checkpoint_period": 1, "gpus": 0, "nodes": 1})
     assert list((out / "checkpoints").iterdir()) == [first]
     assert "already finished at iteration 2" in log_file.read_text()

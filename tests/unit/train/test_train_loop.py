@@ -73,7 +73,7 @@ def test_train_writes_model_metrics_and_checkpoints(tiny_data, tmp_path):
 
 
 def test_precise_bn_recomputes_running_statistics(tiny_data, tmp_path):
-    common = dict(max_iter=2, val_period=0, val_batches=0)
+    common = dict(max_iter=2, val_period=0, val_videos=0)
     plain = train(tiny_settings(precise_bn_iters=0, **common), tiny_data["train"], None, tiny_data["init"],
                   tmp_path / "a", CLASSES)
     precise = train(tiny_settings(precise_bn_iters=3, **common), tiny_data["train"], None, tiny_data["init"],

@@ -30,10 +30,22 @@ def _packets(path: Path) -> list[tuple[int, bool]]:
 
 
 def test_output_size_rules():
-    assert output_size(320, 240, 256, upsample=True) == (342, 256)  # like ffmpeg scale=-2:256
+    # The original's filter, scale="trunc(oh*a/2)*2:256" with oh = 256 and a = iw/ih, by hand:
+    # 320x240: 256 * 4/3 = 341.33, / 2 = 170.67, truncated 170, x 2 = 340 (rounding gave 342).
+    assert output_size(320, 240, 256, upsample=True) == (340, 256)
     assert output_size(320, 240, 256, upsample=False) == (320, 240)
-    assert output_size(640, 480, 256, upsample=False) == (342, 256)
-    assert output_size(240, 320, 256, upsample=True) == (256, 342)
+    assert output_size(640, 480, 256, upsample=False) == (340, 256)
+    # 1920x1080: 256 * 16/9 = 455.11, / 2 = 227.56 -> 227 -> 454 (rounding: 456).
+    assert output_size(1920, 1080, 256, upsample=False) == (454, 256)
+    # 331x200: 256 * 1.655 = 423.68, / 2 = 211.84 -> 211 -> 422 (rounding: 424).
+    assert output_size(331, 200, 256, upsample=True) == (422, 256)
+    # An exact even width stays: 400x320 -> 256 * 1.25 = 320.
+    assert output_size(400, 320, 256, upsample=False) == (320, 256)
+    # The demo's 320x240 at short side 112: 112 * 4/3 = 149.33 -> 74.67 -> 74 -> 148.
+    assert output_size(320, 240, 112, upsample=True) == (148, 112)
+    # Portrait: nlflow fixes the short side (the original fixed the height at 256: 192x256 here),
+    # and truncates the long side the same way: 256 * 4/3 -> 340.
+    assert output_size(240, 320, 256, upsample=True) == (256, 340)
     assert output_size(321, 239, 256, upsample=False) == (320, 238)
 
 
@@ -86,7 +98,7 @@ def test_bad_inputs_become_rows_not_exceptions(tmp_path):
 
 def test_manifest_round_trip_and_validation(tmp_path):
     rows = [
-        ManifestRow("A/v_A_g01_c01.avi", "ok", 120, 25.0, 342, 256, 12345, ""),
+        ManifestRow("A/v_A_g01_c01.avi", "ok", 120, 25.0, 340, 256, 12345, ""),
         ManifestRow("B/v,comma.avi", "corrupt", 0, 29.97, 320, 240, 0, 'InvalidDataError: "bad", data'),
     ]
     write_manifest(tmp_path / "m.csv", rows)

@@ -78,3 +78,65 @@ def test_every_key_is_documented():
         if key not in documented and not any(key.startswith(section + ".") for section in wildcard_sections)
     ]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def _schema_node(schema: dict, dotted: str) -> dict:
+    node = schema
+    for part in dotted.split("."):
+        node = node["properties"][part]
+        if "$ref" in node:  # the definition, with the keys beside the reference (a default) on top
+            node = {**schema["$defs"][node["$ref"].rsplit("/", 1)[-1]], **node}
+    return node
+
+
+def _documented_value(text: str):
+    value = yaml.safe_load(text)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string; the schema means a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _documented_defaults() -> list[tuple[str, str]]:
+    """(key, default cell) for every row of config/README.md's key table, one pair per key."""
+    pairs = []
+    for line in (REPO / "config" / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 5 or not cells[0].startswith("`") or "*" in cells[0]:
+            continue
+        keys = re.findall(r"`([a-z_.0-9]+)`", cells[0])
+        defaults = [part.strip() for part in cells[1].split(", ")] if "`" in cells[1] else [cells[1]]
+        if len(defaults) == 1:
+            defaults *= len(keys)  # one value for every key of the row
+        assert len(defaults) == len(keys), line
+        pairs += list(zip(keys, defaults))
+    return pairs
+
+
+def test_every_documented_default_is_the_schemas():
+    """config/README.md's default column against config/schema.yaml: `x` is the schema's default;
+    "—" means required (no default); "zoo / x" a model key the zoo entry or ModelConfig fills."""
+    from dataclasses import fields
+
+    from nlflow.models import ModelConfig
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    model_defaults = {field.name: field.default for field in fields(ModelConfig)}
+    pairs = _documented_defaults()
+    assert len(pairs) > 60
+    wrong = []
+    for key, cell in pairs:
+        node = _schema_node(schema, key)
+        zoo = cell.startswith("zoo / ")
+        text = cell.removeprefix("zoo / ")
+        if text == "—" or zoo:
+            if "default" in node:
+                wrong.append(f"{key}: documented without a default, the schema has {node['default']!r}")
+            if zoo and text != "—" and model_defaults[key.split(".")[1]] != _documented_value(text.strip("`")):
+                wrong.append(f"{key}: documented {text}, ModelConfig has {model_defaults[key.split('.')[1]]!r}")
+            continue
+        if "default" not in node or node["default"] != _documented_value(text.strip("`")):
+            wrong.append(f"{key}: documented {text}, the schema has {node.get('default', 'no default')!r}")
+    assert not wrong, wrong

@@ -101,3 +101,39 @@ def test_comparison_table_markdown_and_chart(tmp_path):
     markdown = (tmp_path / "s.md").read_text()
     assert "| i3d " in markdown and "80.0 %" in markdown and "30.0 %" in markdown and "GMACs per view" in markdown
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_ucf101_schedules_table_holds_the_original_rule_and_plans(tmp_path):
+    """config/ucf101-schedules.yaml on top of config/config.yaml: three schedules, the original's
+    batch-scaled rule among them, planned as one DAG with shared data stages."""
+    from nlflow.train.solver import TrainSettings
+
+    from helpers.e2e import planned_jobs, snakemake
+
+    real = coerce_to_schema(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), SCHEMA)
+    overlay = yaml.safe_load((REPO / "config" / "ucf101-schedules.yaml").read_text())
+    assert overlay == {"experiments": "config/ucf101_schedules.tsv"}
+    table = read_experiments(REPO / overlay["experiments"], {**real, **overlay}, SCHEMA)
+    assert table.names == ["nlflow", "original_rule", "mmaction2_slowonly"]
+    train = {name: TrainSettings.from_config(config["model"] | {"video_length": 8, "sample_rate": 8},
+                                             {k: v for k, v in config["train"].items() if k not in ("gpus", "nodes")})
+             for name, config in table.configs.items()}
+    assert train["nlflow"].result_dict() == TrainSettings.from_config(
+        {"video_length": 8, "sample_rate": 8, "dropout": 0.5},
+        {k: v for k, v in real["train"].items() if k not in ("gpus", "nodes")}).result_dict()
+    # The original: 0.01 per 64 clips, x0.1 at 150k and 300k of 400k (37.5% and 75%), no warm-up.
+    original = train["original_rule"]
+    assert original.batch_size == 64 and original.base_lr == 0.01 * original.batch_size / 64
+    assert original.lr_steps == [0, 2250, 4500] and original.lr_relative == [1.0, 0.1, 0.01]
+    assert original.warmup_iters == 0 and original.max_iter == train["nlflow"].max_iter
+    # mmaction2's 40 epochs with steps after 15 and 30: the same fractions of the run.
+    assert train["mmaction2_slowonly"].base_lr == 0.001 and train["mmaction2_slowonly"].lr_steps == [0, 2250, 4500]
+
+    result = snakemake(tmp_path, [REPO / "config" / "config.yaml", REPO / "config" / "ucf101-schedules.yaml"],
+                       "--dry-run", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {
+        "download_dataset": 2, "extract_dataset": 2, "make_lists": 1, "downscale": 1, "shuffle_rep": 1,
+        "write_lmdb": 3, "download_weights": 1, "clean_weights": 3, "train": 3, "evaluate": 3, "report": 3,
+        "compare": 1, "all": 1,
+    }

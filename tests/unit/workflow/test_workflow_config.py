@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import yaml
 
-from nlflow.train.solver import TrainSettings
+from nlflow.train.solver import TRAINING_MODEL_KEYS, TrainSettings
 from nlflow.workflow.config import (
     OPERATIONAL_KEYS,
     Operational,
     canonical,
     coerce_to_schema,
+    network_params,
     operational_params,
     result_params,
 )
@@ -47,7 +50,7 @@ def test_train_settings_split_into_result_and_operational_keys():
     assert set(result) | set(operational) == set(train) and not set(result) & set(operational)
     assert {"num_workers", "log_period", "checkpoint_period", "keep_checkpoints", "val_period", "gpus", "nodes"} \
         <= set(operational)
-    assert {"base_lr", "batch_size", "channels_last", "amp", "deterministic", "val_batches"} <= set(result)
+    assert {"base_lr", "batch_size", "channels_last", "amp", "deterministic", "val_videos", "bn_batch", "tf32"} <= set(result)
     # Snakemake compares params by repr: an operational change is invisible to it.
     changed = operational_params(dict(train, num_workers=7, log_period=3), "train")
     assert isinstance(changed, Operational) and repr(changed) == repr(operational) and changed["num_workers"] == 7
@@ -63,3 +66,17 @@ def test_views_per_forward_and_workers_are_the_operational_test_keys():
     test = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["test"]
     assert set(operational_params(test, "test")) == {"batch_size", "num_workers"}
     assert {"num_clips", "num_crops", "scale", "crop_size", "aggregate"} <= set(result_params(test, "test"))
+
+
+def test_every_model_key_the_training_loop_reads_reaches_it():
+    """The train rule passes TRAINING_MODEL_KEYS of the model section: every key the settings and
+    the model section share, so none silently keeps the loop's default (as dropout once did)."""
+    model_keys = set(SCHEMA["properties"]["model"]["properties"])
+    setting_names = {field.name for field in dataclasses.fields(TrainSettings)}
+    assert set(TRAINING_MODEL_KEYS) == model_keys & setting_names == {"video_length", "sample_rate", "dropout"}
+    model = {"video_length": 16, "sample_rate": 4, "dropout": 0.0, "width": 8, "arch": "i3d"}
+    settings = TrainSettings.from_config({key: model[key] for key in TRAINING_MODEL_KEYS},
+                                         {"batch_size": 8, "crop_size": 96, "scale_range": [112, 140]})
+    assert (settings.video_length, settings.sample_rate, settings.dropout) == (16, 4, 0.0)
+    # The network's keys go to clean_weights without the dropout rate, which has no weights.
+    assert network_params(model) == {"arch": "i3d", "sample_rate": 4, "video_length": 16, "width": 8}
