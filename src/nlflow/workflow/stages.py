@@ -40,11 +40,18 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
 
 
 def download(
-    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None
+    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None,
+    hint: str | None = None,
 ) -> None:
-    from nlflow.archives.download import fetch
+    """Fetch one file; ``hint`` (what to do instead, e.g. offline) ends the error when no source works."""
+    from nlflow.archives.download import NoSourceWorkedError, fetch
 
-    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+    try:
+        result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+    except NoSourceWorkedError as exc:
+        if hint is None:
+            raise
+        raise NoSourceWorkedError(f"{exc}; {hint}") from None
     how = "already present" if result.already_present else f"from {result.source}"
     log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
 

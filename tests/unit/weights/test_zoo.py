@@ -67,8 +67,6 @@ def test_a_name_fills_the_model_section_and_contradictions_are_one_error():
         resolve_pretrained(dict(CONFIG_MODEL, sample_rate=8), {"name": name})
     with pytest.raises(ConfigError, match="model.frozen_bn is False in the config but True"):
         resolve_pretrained(dict(CONFIG_MODEL, frozen_bn=False), {"name": name})
-    with pytest.raises(ConfigError, match="pretrained.name .* and pretrained.pkl .* are both set"):
-        resolve_pretrained(CONFIG_MODEL, {"name": name, "pkl": "w.pkl"})
     with pytest.raises(ConfigError, match="did you mean i3d_nonlocal_32x4_I3D_pretrain_400k"):
         resolve_pretrained(CONFIG_MODEL, {"name": "i3d_nonlocal_32x4_pretrain_400k"})
 
