@@ -205,7 +205,13 @@ def report_headline(wildcards):
     front page shows the comparison instead."""
     if EXPERIMENTS:
         return ReportOnly()
-    return ReportOnly(headline_numbers(R("evaluate/metrics.json"), JOB_CONFIG) or {})
+    numbers = headline_numbers(
+        R("evaluate/metrics.json"),
+        JOB_CONFIG,
+        lists=list_paths(LISTS),
+        manifest=R("downscaled/manifest.csv"),
+    )
+    return ReportOnly(numbers or {})
 
 
 def comparison_headline_params():

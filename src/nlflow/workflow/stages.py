@@ -258,10 +258,17 @@ def evaluate(
     )
 
 
-def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any]) -> None:
+def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any],
+           lists: Mapping[str, str] | None = None, manifest: str | None = None) -> None:
+    """Plots and report.md; with the lists and the downscale manifest, also the Data section."""
+    from nlflow.evaluate.data_overview import read_data_overview
     from nlflow.evaluate.report import write_report
 
-    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings))
+    data = read_data_overview(lists=lists, manifest=manifest) if lists and manifest else None
+    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings), data)
+    if data is not None and data.classes_without_test_videos:
+        log.warning("classes without test videos (accuracy unknown, left out of the mean class accuracy): %s",
+                    ", ".join(data.classes_without_test_videos))
     log.info("report: %s", ", ".join(str(p) for p in paths))
 
 
