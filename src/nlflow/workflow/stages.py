@@ -212,7 +212,7 @@ def train(
     loop here; more run under torchrun (and srun across nodes), all on the same run folder,
     settings and inputs, given on their command line.
     """
-    from nlflow.train.job import launch_arguments, publish, run_folder, run_training
+    from nlflow.train.job import launch_arguments, prepare_run_folder, publish, run_training
     from nlflow.train.launch import gpus_per_node, plan_launch, visible_cuda_devices
     from nlflow.train.loop import METRICS_NAME
     from nlflow.train.solver import TrainSettings
@@ -220,8 +220,11 @@ def train(
     launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
     runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
     settings = TrainSettings.from_config(dict(clip), {**train_config, **runtime})
-    run_dir = run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
+    run_dir, start = prepare_run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
+    if start is not None:
+        log.info("continuing the run in %s from its iteration %d: its settings and its learning rates up to "
+                 "there are this run's (nlflow.train.continuation)", start.run_dir, start.iteration)
     arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)
     plan = plan_launch(gpus_per_node(gpus, nodes), nodes or 1, arguments, cuda_devices=visible_cuda_devices(),
                        environ=os.environ, threads=threads, sync_bn=settings.sync_bn)
