@@ -161,7 +161,11 @@ def format_zoo_table() -> str:
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines + ["", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}"])
+    return "\n".join(lines + [
+        "", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}",
+        "Fine-tune one: set `pretrained.name: <name>` in the config (the model keys follow from the name).",
+        "Offline: also set `pretrained.pkl:` to your copy of <name>.pkl, or to a folder holding it.",
+    ])
 
 
 # --- the workflow config: pretrained.name -> model settings ----------------------------------------

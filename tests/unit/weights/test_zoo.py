@@ -96,6 +96,7 @@ def test_weights_list_prints_the_table(capsys):
     assert rows["i3d_nonlocal_128x1_I3D_pretrain_400k"][1:7] == ["128x1", "i3d", "yes", "yes", "76.5", "92.7"]
     assert rows["c2d_baseline_8x8_IN_pretrain_400k"][1:7] == ["8x8", "c2d", "-", "-", "71.9", "90.0"]
     assert rows["i3d_baseline_8x8_IN_pretrain_300k_4gpu"][1:7] == ["8x8", "i3d", "-", "-", "72.0", "90.1"]
+    assert "set `pretrained.name: <name>` in the config" in out and "`pretrained.pkl:`" in out
 
 
 def _real_config(tmp_path, **model):
