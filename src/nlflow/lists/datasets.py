@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, problems_message
 from nlflow.lists.folder import check_folder, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
@@ -120,7 +120,7 @@ def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lamb
     ConfigError listing every problem found (see :func:`check_dataset`)."""
     spec, problems = check_dataset(section, expand)
     if problems:
-        raise ConfigError(format_problems(problems, "the dataset section"))
+        raise ConfigError(problems_message(problems, "the dataset section"))
     assert spec is not None
     return spec
 
@@ -178,14 +178,6 @@ def archive_offline_hint(part: str, filename: str) -> str:
     """What a failed download of one of the dataset's archives tells the user to do instead."""
     return (f"without a network, copy {filename} onto this machine and list its folder (or the file) first in "
             f"dataset.{part}.urls")
-
-
-def format_problems(problems: list[str], where: str) -> str:
-    """One line for one or several problems: a user sees all of them in the first failed start."""
-    if len(problems) == 1:
-        return problems[0]
-    numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, 1))
-    return f"{len(problems)} problems in {where} (fix them all, then start again): {numbered}"
 
 
 def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLike,

@@ -82,7 +82,8 @@ def check_folder(
             f"dataset.num_classes is {num_classes} but dataset.root {shown_path(root)} holds {len(classes)} class "
             f"folders ({_examples(classes, 8)}): leave dataset.num_classes out to take the folder's count"
         )
-    in_classes = [rel for rel in list_videos(root) if "/" in rel and rel.split("/")[0] in set(classes)]
+    known = set(classes)
+    in_classes = [rel for rel in list_videos(root) if "/" in rel and rel.split("/")[0] in known]
     by_class = Counter(rel.split("/")[0] for rel in in_classes)
     empty = [name for name in classes if not by_class[name]]
     if empty:

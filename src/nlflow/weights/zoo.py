@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, problems_message
 from nlflow.models.builder import ModelConfig
 
 ZOO_URL = "https://dl.fbaipublicfiles.com/video-nonlocal/{name}.pkl"
@@ -219,9 +219,7 @@ def resolve_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
     ConfigError naming every problem (see :func:`check_pretrained`)."""
     source, problems = check_pretrained(model, pretrained, expand)
     if problems:
-        raise ConfigError(problems[0] if len(problems) == 1 else
-                          f"{len(problems)} problems in the model and pretrained sections: "
-                          + "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, 1)))
+        raise ConfigError(problems_message(problems, "the model and pretrained sections"))
     assert source is not None
     return source
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import jsonschema
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, problems_message
 from nlflow.lists.datasets import DatasetSpec, check_dataset
 from nlflow.weights.zoo import PretrainedSource, check_pretrained
 
@@ -84,14 +84,7 @@ def check_config(
                                                            expand)
         problems += pretrained_problems
     if problems:
-        raise ConfigError(format_config_problems(problems))
+        message = problems_message(problems, "the config")
+        raise ConfigError(message if len(problems) > 1 else f"config: {message}")
     assert dataset is not None and pretrained is not None
     return StartUp(dataset=dataset, pretrained=pretrained)
-
-
-def format_config_problems(problems: list[str]) -> str:
-    """One line, however many problems: Snakemake shows it once, and the user fixes all at once."""
-    if len(problems) == 1:
-        return f"config: {problems[0]}"
-    numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, 1))
-    return f"{len(problems)} problems in the config (fix them all, then start again): {numbered}"
