@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 from nlflow.errors import NlflowError
+from nlflow.fileio import shown_path
 from nlflow.lists.holdout import hold_out
 from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.lists.split_files import (
@@ -41,13 +42,6 @@ _LABELLED_LINE = re.compile(r"^(.*?\S)\s+(\d+)$")
 
 class FolderDatasetError(NlflowError):
     """The dataset folder or its grouping does not fit `<class>/<video>`."""
-
-
-def shown_path(path: str | os.PathLike) -> str:
-    """A configured path as messages show it: a relative one with the absolute path it resolved to
-    (relative paths are resolved against the working directory, as every path in the config)."""
-    path = Path(path)
-    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
 
 
 def folder_classes(root: str | os.PathLike) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from nlflow.errors import ConfigError, problems_message
+from nlflow.fileio import shown_path
 from nlflow.models.builder import ModelConfig
 
 ZOO_URL = "https://dl.fbaipublicfiles.com/video-nonlocal/{name}.pkl"
@@ -270,9 +271,9 @@ def check_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
 
 def _local_zoo_file_problems(name: str, pkl: str) -> list[str]:
     path = local_zoo_file(name, pkl)
-    shown = str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
+    shown = shown_path(path)
     if not path.is_file():
-        where = f"the folder pretrained.pkl {pkl} holds no {name}.pkl" if Path(pkl).is_dir() else \
+        where = f"the folder pretrained.pkl {shown_path(pkl)} holds no {name}.pkl" if Path(pkl).is_dir() else \
             f"pretrained.pkl {shown} does not exist"
         return [f"{where}: pretrained.pkl is where your copy of the zoo model {name} is (a file, or a folder "
                 f"holding {name}.pkl; download it from {zoo_model(name).url}), or leave it out to download it"]

@@ -56,6 +56,9 @@ def test_a_relative_missing_path_shows_where_it_was_looked_for(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     _, (problem,) = check_pretrained(MODEL, {"name": NAME, "pkl": "zoo/x.pkl"})
     assert f"pretrained.pkl zoo/x.pkl (= {tmp_path / 'zoo' / 'x.pkl'}) does not exist" in problem
+    (tmp_path / "zoo").mkdir()
+    _, (problem,) = check_pretrained(MODEL, {"name": NAME, "pkl": "zoo"})
+    assert f"the folder pretrained.pkl zoo (= {tmp_path / 'zoo'}) holds no {NAME}.pkl" in problem
 
 
 def test_a_failed_download_names_the_offline_route_and_training_from_scratch(server, tmp_path):  # noqa: F811
