@@ -4,7 +4,7 @@
 from pathlib import Path
 
 import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from nlflow.workflow.config import (
     canonical,
@@ -12,6 +12,7 @@ from nlflow.workflow.config import (
     operational_params,
     result_params,
 )
+from nlflow.workflow.startup import check_config, fill_defaults
 
 min_version("9.0")
 
@@ -24,8 +25,10 @@ if not config:
 # become numbers before validation, so that they validate and compare as numbers.
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 SCHEMA_DICT = yaml.safe_load(SCHEMA.read_text())
-config.update(coerce_to_schema(config, SCHEMA_DICT))
-validate(config, SCHEMA)
+config.update(fill_defaults(coerce_to_schema(config, SCHEMA_DICT), SCHEMA_DICT))
+# The schema, the dataset kind's keys, your folder of videos and the model against its zoo entry:
+# every problem in one error, so that one edit fixes them all (nlflow.workflow.startup).
+STARTUP = check_config(config, SCHEMA_DICT)
 
 
 report: "workflow/report/workflow.rst"

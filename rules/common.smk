@@ -2,8 +2,9 @@
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
 from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
-from nlflow.lists.datasets import dataset_spec, video_source_dir
-from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
+from nlflow.lists.datasets import archive_offline_hint, video_source_dir
+from nlflow.lists.listfiles import list_paths
+from nlflow.weights.zoo import local_zoo_file, offline_hint, zoo_model, zoo_names
 from nlflow.train.solver import TRAINING_MODEL_KEYS
 from nlflow.video.downscale import RECIPE_VERSION
 from nlflow.workflow.config import (
@@ -28,8 +29,8 @@ def with_results_dir(text):
 
 
 # The dataset kind (nlflow.lists.datasets) says which archives exist, whether the video archive
-# nests one archive per class, and the class count; a bad dataset section stops the run here.
-DATASET = dataset_spec(config["dataset"], expand=with_results_dir)
+# nests one archive per class, and the class count (checked in the Snakefile: STARTUP).
+DATASET = STARTUP.dataset
 ARCHIVES = {
     part: {
         "filename": config["dataset"][part]["filename"],
@@ -46,10 +47,8 @@ SPLIT = config["dataset"]["split"]
 LISTS = R(f"lists/split{SPLIT}")
 LMDB_LISTS = {"train": "train_shuffled.txt", "val": "val.txt", "test": "test.txt"}
 # The config the jobs see: pretrained.name completes the model section from the model zoo (a
-# contradiction stops here). `config` itself stays as validated: what experiment rows override.
-JOB_CONFIG = dict(
-    config, model=resolve_pretrained(config["model"], config["pretrained"]).model
-)
+# contradiction stopped the start). `config` itself stays as validated: what experiment rows override.
+JOB_CONFIG = dict(config, model=STARTUP.pretrained.model)
 
 # Experiments: `experiments` names a table with one row per experiment (nlflow.workflow.experiments);
 # each row is a whole config, and its outputs go to experiments/<name>/. Without a table there is one
@@ -106,9 +105,14 @@ def archive_filenames():
 
 
 def archive_by_filename(filename):
-    for archive in ARCHIVES.values():
+    return ARCHIVES[archive_part(filename)]
+
+
+def archive_part(filename):
+    """The `dataset` section (videos, splits) whose archive is called `filename`."""
+    for part, archive in ARCHIVES.items():
         if archive["filename"] == filename:
-            return archive
+            return part
     raise ValueError(f"no configured archive is named {filename}")
 
 
@@ -219,7 +223,13 @@ def report_headline(wildcards):
     front page shows the comparison instead."""
     if EXPERIMENTS:
         return ReportOnly()
-    return ReportOnly(headline_numbers(R("evaluate/metrics.json"), JOB_CONFIG) or {})
+    numbers = headline_numbers(
+        R("evaluate/metrics.json"),
+        JOB_CONFIG,
+        lists=list_paths(LISTS),
+        manifest=R("downscaled/manifest.csv"),
+    )
+    return ReportOnly(numbers or {})
 
 
 def comparison_headline_params():
@@ -248,3 +258,15 @@ def pretrained_weights(wildcards):
     if name:
         return [R(f"weights/download/{name}.pkl")]
     return [expand_pkl(pkl, cfg["model"])] if pkl else []
+
+
+def zoo_sources(wildcards):
+    """Where download_weights gets a released model: the local copy that pretrained.pkl names next
+    to pretrained.name (a file, or a folder holding <name>.pkl), else the zoo's URL."""
+    for cfg in all_experiment_configs():
+        pretrained = cfg["pretrained"]
+        if pretrained["name"] == wildcards.name and pretrained["pkl"]:
+            return [
+                str(local_zoo_file(wildcards.name, with_results_dir(pretrained["pkl"])))
+            ]
+    return [zoo_model(wildcards.name).url]

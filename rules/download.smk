@@ -28,6 +28,10 @@ rule download_dataset:
             if demo_source_inputs(wildcards)
             else R(f"download/{wildcards.filename}.sha256")
         ),
+        # What the one-line error says to do when no source works.
+        hint=lambda wildcards: archive_offline_hint(
+            archive_part(wildcards.filename), wildcards.filename
+        ),
     script:
         "../workflow/scripts/download.py"
 

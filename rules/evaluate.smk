@@ -43,6 +43,13 @@ rule report:
     input:
         train_metrics=R(f"{EXP}train/metrics.jsonl"),
         eval_metrics=R(f"{EXP}evaluate/metrics.json"),
+        # What the numbers rest on: per-class counts, undecodable videos, classes without test videos.
+        train=rules.make_lists.output.train,
+        val=rules.make_lists.output.val,
+        test=rules.make_lists.output.test,
+        classes=rules.make_lists.output.classes,
+        summary=rules.make_lists.output.summary,
+        manifest=rules.downscale.output.manifest,
     output:
         curves=report(
             R(f"{EXP}report/training_curves.png"),

@@ -16,12 +16,15 @@ rule download_weights:
         mem_mb=1000,
         runtime=60,
     params:
-        urls=lambda wildcards: [zoo_model(wildcards.name).url],
+        # The zoo's URL, or the local copy pretrained.pkl names (offline: verified like a download).
+        urls=zoo_sources,
         sha256=None,
         # No checksum is published: the first complete download is recorded and later ones verified.
         lock_file=lambda wildcards: R(f"weights/download/{wildcards.name}.pkl.sha256"),
+        # What the one-line error says to do when no source works.
+        hint=lambda wildcards: offline_hint(wildcards.name),
     message:
-        "Download the released model {wildcards.name} from {params.urls[0]}"
+        "Get the released model {wildcards.name} from {params.urls[0]}"
     script:
         # The same adapter as download_dataset: resumable, checksum-locked nlflow.workflow.stages.download.
         "../workflow/scripts/download.py"

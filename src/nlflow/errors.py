@@ -24,6 +24,15 @@ class ConfigError(NlflowError):
     """The configuration is invalid or inconsistent."""
 
 
+def problems_message(problems: list[str], where: str) -> str:
+    """One line for one or several problems, numbered: a user sees all of them in the first failed
+    start and fixes them in one edit."""
+    if len(problems) == 1:
+        return problems[0]
+    numbered = "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, 1))
+    return f"{len(problems)} problems in {where} (fix them all, then start again): {numbered}"
+
+
 class TrainingError(NlflowError):
     """Training cannot start or went wrong (diverged, inconsistent inputs, out of memory)."""
 

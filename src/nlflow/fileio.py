@@ -155,3 +155,10 @@ def zip_damage(path: str | os.PathLike) -> str | None:
 def _looks_like_zip(path: str | os.PathLike) -> bool:
     with open(path, "rb") as handle:
         return handle.read(4) == b"PK\x03\x04"
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A configured path as messages show it: a relative one with the absolute path it resolved to
+    (relative paths are resolved against the working directory, as every path in the config)."""
+    path = Path(path)
+    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"

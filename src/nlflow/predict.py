@@ -154,7 +154,7 @@ def format_predictions(preds: Sequence[Prediction], as_json: bool = False) -> st
         if pred.error is not None:
             lines.append(f"{pred.video}: ERROR {pred.error}")
             continue
-        lines.append(f"{pred.video} ({pred.num_views} views):")
+        lines.append(f"{pred.video} ({pred.num_views} view{'' if pred.num_views == 1 else 's'}):")
         width = max(len(name) for name, _ in pred.top)
         for rank, (name, prob) in enumerate(pred.top, 1):
             lines.append(f"  {rank}. {name:<{width}}  {prob:.4f}")

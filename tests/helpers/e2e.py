@@ -13,16 +13,22 @@ import yaml
 from helpers import REPO
 
 
+def shipped_config(name: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+    """config/<name> with some sections updated, each of ``overrides`` in turn (section -> {key: value})."""
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    config = copy.deepcopy(config)
+    for changes in overrides:
+        for section, values in changes.items():
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:
+                config[section] = values
+    return config
+
+
 def demo_config(**overrides: dict[str, Any]) -> dict[str, Any]:
     """config/demo.yaml with some sections updated (section -> {key: value})."""
-    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    config = copy.deepcopy(config)
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            config.setdefault(section, {}).update(values)
-        else:
-            config[section] = values
-    return config
+    return shipped_config("demo.yaml", overrides)
 
 
 def write_config(workdir: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:

@@ -10,7 +10,14 @@ import pytest
 from nlflow.demo.dataset import make_class_video, truncate_video
 from nlflow.evaluate import ViewScorer, evaluate
 from nlflow.models import load_checkpoint, read_checkpoint
-from nlflow.predict import PredictError, format_predictions, predict_videos, score_video, spec_from_checkpoint
+from nlflow.predict import (
+    Prediction,
+    PredictError,
+    format_predictions,
+    predict_videos,
+    score_video,
+    spec_from_checkpoint,
+)
 
 from helpers.evaluation import CLASSES, SPEC, VIDEO_SIZE, tiny_checkpoint, tiny_test_store
 
@@ -121,3 +128,8 @@ def test_view_counts_and_topk(setup):
     assert sum(prob for _, prob in full.top) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(PredictError, match="checkpoint not found"):
         predict_videos([path], root / "nope.pt")
+
+
+def test_one_view_is_said_in_the_singular():
+    one = Prediction("a.mp4", [("Clap", 0.9)], [0], num_views=1)
+    assert format_predictions([one]).splitlines()[0] == "a.mp4 (1 view):"

@@ -10,4 +10,6 @@ run_stage(
     eval_metrics=snakemake.input.eval_metrics,
     out_dir=os.path.dirname(snakemake.output.summary),
     settings=snakemake.params.settings,
+    lists={name: snakemake.input[name] for name in ("train", "val", "test", "classes", "summary")},
+    manifest=snakemake.input.manifest,
 )

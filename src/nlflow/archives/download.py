@@ -41,6 +41,10 @@ class DownloadError(NlflowError):
     """A file could not be downloaded or did not match its checksum."""
 
 
+class NoSourceWorkedError(DownloadError):
+    """Every configured source failed (no network, a missing local file, HTTP errors)."""
+
+
 class _PermanentFailure(Exception):
     """This mirror will not serve the file (404, missing local file): try the next one."""
 
@@ -103,7 +107,8 @@ def fetch(
             log.warning("%s: mirror %s failed (%s), trying the next one", dest.name, url, exc)
             continue
         return _finish(dest, part, digest, size, url, resumed, expected, expected_from, lock_file, md5)
-    raise DownloadError(f"could not download {dest.name} from any of {len(urls)} source(s): " + "; ".join(failures))
+    raise NoSourceWorkedError(
+        f"could not download {dest.name} from any of {len(urls)} source(s): " + "; ".join(failures))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nlflow.errors import NlflowError
-from nlflow.evaluate.headline import percent
+from nlflow.evaluate.data_overview import DataOverview
+from nlflow.evaluate.headline import classes_scored, percent, shows_top5
 from nlflow.fileio import atomic_path, rebuild_hint, write_text_atomic
 from nlflow.lists.holdout import validation_source
 
@@ -141,28 +142,19 @@ def plot_per_class_accuracy(per_class: Sequence[dict], path: str | os.PathLike) 
     return _save_png(fig, Path(path))
 
 
-def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, figures: Sequence[str]) -> str:
-    """The text of report.md."""
-    lines = [
-        "# nlflow report",
-        "",
-        "## Test results",
-        "",
-        "| metric | value |",
-        "| --- | --- |",
-        f"| video top-1 ({evaluation.get('num_views', '?')} views, {evaluation.get('aggregate', '?')}), all listed test videos | {percent(evaluation.get('top1'))} |",
-        f"| video top-5, all listed test videos | {percent(evaluation.get('top5'))} |",
-        f"| video top-1 / top-5, decoded videos only | {percent(evaluation.get('top1_decoded'))} / {percent(evaluation.get('top5_decoded'))} |",
-        f"| mean class accuracy (video level, decoded videos) | {percent(evaluation.get('mean_class_accuracy'))} |",
-        f"| clip-level top-1 (single view, not aggregated) | {percent(evaluation.get('clip_top1'))} |",
-        f"| test videos listed / decoded and scored | {evaluation.get('num_listed', 'n/a')} / {evaluation.get('num_videos', 'n/a')} |",
-    ]
+def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, figures: Sequence[str],
+                     data: DataOverview | None = None) -> str:
+    """The text of report.md; ``data`` adds what the numbers rest on (per-class counts, left-out
+    videos, classes without test videos)."""
+    lines = ["# nlflow report", "", "## Test results", "", *_results_table(evaluation)]
     failed = evaluation.get("failed_videos") or []
     excluded = evaluation.get("excluded_videos") or []
     if failed or excluded:
         lines += ["", "Listed test videos without scores (counted as wrong in the all-listed figures, as the original does):", ""]
         lines += [f"- `{v['video']}`: not in the test store ({v['reason']})" for v in excluded]
         lines += [f"- `{v['video']}`: failed to decode ({v['error']})" for v in failed]
+    if data is not None:
+        lines += ["", *data_markdown(data, evaluation)]
     iterations, losses = _series(records, "loss")
     _, val = _series(records, "val_top1")
     if records:
@@ -183,6 +175,53 @@ def summary_markdown(evaluation: dict, records: Sequence[dict], settings: dict, 
     lines += ["", "## Figures", ""]
     lines += [f"![{Path(name).stem}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def _results_table(evaluation: dict) -> list[str]:
+    scored, total = classes_scored(evaluation)
+    over = f"over {scored} of {total} classes" if scored < total else f"over all {total} classes"
+    top5 = shows_top5(evaluation)
+    views = evaluation.get("num_views", "?")
+    decoded = percent(evaluation.get("top1_decoded")) + (f" / {percent(evaluation.get('top5_decoded'))}" if top5 else "")
+    rows = [
+        ("video top-1 ({} view{}, {}), all listed test videos".format(
+            views, "" if views == 1 else "s", evaluation.get("aggregate", "?")), percent(evaluation.get("top1"))),
+        *([("video top-5, all listed test videos", percent(evaluation.get("top5")))] if top5 else []),
+        (f"video top-1{' / top-5' if top5 else ''}, decoded videos only", decoded),
+        (f"mean class accuracy (video level, decoded videos), {over}", percent(evaluation.get("mean_class_accuracy"))),
+        ("clip-level top-1 (single view, not aggregated)", percent(evaluation.get("clip_top1"))),
+        ("test videos listed / decoded and scored",
+         f"{evaluation.get('num_listed', 'n/a')} / {evaluation.get('num_videos', 'n/a')}"),
+    ]
+    table = ["| metric | value |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)]
+    if not top5:
+        table += ["", f"Top-5 is left out: with {total} classes every video has its class among its 5 best."]
+    return table
+
+
+def data_markdown(data: DataOverview, evaluation: dict) -> list[str]:
+    """The report's Data section: per-class counts and test accuracy, left-out videos, classes
+    without test videos."""
+    accuracy = {row["class"]: row.get("accuracy") for row in evaluation.get("per_class") or []}
+    columns = ["train", *(["val"] if data.separate_val else []), "test", "excluded"]
+    lines = ["## Data", "", f"| class | {' | '.join(columns)} | test accuracy |",
+             f"| --- | {' | '.join('---:' for _ in columns)} | ---: |"]
+    for row in data.per_class.to_dict("records"):
+        counts = " | ".join(str(row[column]) for column in columns)
+        lines.append(f"| {row['class']} | {counts} | {percent(accuracy.get(row['class']))} |")
+    lines += ["", "Counts are usable videos; `excluded` are listed videos that cannot be decoded, left out of "
+              "training and testing (a left-out test video counts as wrong in the all-listed figures)."]
+    missing = data.classes_without_test_videos
+    if missing:
+        lines += ["", f"**Classes without test videos** ({len(missing)} of {data.num_classes}): "
+                  + ", ".join(f"`{name}`" for name in missing)
+                  + ". Their accuracy is unknown (n/a above) and the mean class accuracy leaves them out; "
+                  "give each class more videos (or a test list that holds some)."]
+    if len(data.excluded):
+        lines += ["", f"**Excluded videos** ({len(data.excluded)}, undecodable; from the downscale manifest):", ""]
+        lines += [f"- `{row['video']}` ({row['list']}, class `{row['class']}`): {row['reason']}"
+                  + (f" ({row['error']})" if row["error"] else "") for row in data.excluded.to_dict("records")]
+    return lines
 
 
 def read_evaluation(path: str | os.PathLike) -> dict:
@@ -234,11 +273,13 @@ def write_report(
     eval_metrics_json: str | os.PathLike,
     out_dir: str | os.PathLike,
     settings: dict | None = None,
+    data: DataOverview | None = None,
 ) -> list[Path]:
     """Write training_curves.png, confusion_matrix.png, per_class_accuracy.png and report.md.
 
     ``train_metrics_jsonl`` may be None or missing (e.g. evaluating a downloaded checkpoint): the
-    curves panel then says "no data". Returns the written paths, report.md last.
+    curves panel then says "no data". ``data`` adds report.md's Data section. Returns the written
+    paths, report.md last.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +297,6 @@ def write_report(
     if evaluation.get("per_class"):
         written.append(plot_per_class_accuracy(evaluation["per_class"], out / "per_class_accuracy.png"))
     report = out / "report.md"
-    write_text_atomic(report, summary_markdown(evaluation, records, settings or {}, [p.name for p in written]))
+    write_text_atomic(report, summary_markdown(evaluation, records, settings or {}, [p.name for p in written], data))
     written.append(report)
     return written

@@ -2,9 +2,10 @@
 whether its video archive nests one archive per class, how its lists are made, and how many
 classes it has.
 
-The workflow asks this module at start-up (`rules/common.smk`: :func:`dataset_spec`), so a bad
-combination of `dataset` keys stops Snakemake before any job runs, and the class count that sizes
-the network's head is known at parse time (for `folder`, by listing the class folders).
+The workflow asks this module at start-up (`nlflow.workflow.startup`: :func:`check_dataset`), so a
+bad combination of `dataset` keys stops Snakemake before any job runs, with every problem in one
+error, and the class count that sizes the network's head is known at parse time (for `folder`, by
+listing the class folders, whose videos and grouping are checked then too).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nlflow.errors import ConfigError
-from nlflow.lists.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
+from nlflow.errors import ConfigError, problems_message
+from nlflow.lists.folder import check_folder, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
 from nlflow.lists.listfiles import DatasetLists
@@ -115,52 +116,68 @@ class DatasetSpec:
 
 
 def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text) -> DatasetSpec:
-    """Check the `dataset` section (after schema validation) and resolve its class count.
+    """Check the `dataset` section (after schema validation) and resolve its class count; one
+    ConfigError listing every problem found (see :func:`check_dataset`)."""
+    spec, problems = check_dataset(section, expand)
+    if problems:
+        raise ConfigError(problems_message(problems, "the dataset section"))
+    assert spec is not None
+    return spec
+
+
+def check_dataset(
+    section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text
+) -> tuple[DatasetSpec | None, list[str]]:
+    """The checked `dataset` section and every problem with it, all at once (a user fixes them in
+    one edit, not one per start); the spec is None when there is any problem.
 
     ``expand`` rewrites configured paths (the workflow replaces ``{results_dir}``).
     """
     kind = KINDS.get(section.get("name"))
     if kind is None:
-        raise ConfigError(f"dataset.name must be one of {', '.join(KINDS)}, got {section.get('name')!r}")
+        return None, [f"dataset.name must be one of {', '.join(KINDS)}, got {section.get('name')!r}"]
     settings = dict(section)
     if settings.get("root") is not None:
         settings["root"] = expand(settings["root"])
     if settings.get("lists"):
         settings["lists"] = {name: expand(path) if path else path for name, path in settings["lists"].items()}
-    _check_keys(kind, settings)
-    return DatasetSpec(kind, settings, _resolve_num_classes(kind, settings))
+    problems = _key_problems(kind, settings)
+    num_classes = settings.get("num_classes")
+    if kind.name == "folder" and settings.get("root"):
+        num_classes, folder_problems = check_folder(settings["root"], settings.get("group_pattern"), num_classes)
+        problems += folder_problems
+    elif kind.name != "folder" and num_classes is None:
+        num_classes = kind.official_num_classes
+    if problems:
+        return None, problems
+    return DatasetSpec(kind, settings, num_classes), []
 
 
-def _check_keys(kind: DatasetKind, settings: Mapping[str, Any]) -> None:
+def _key_problems(kind: DatasetKind, settings: Mapping[str, Any]) -> list[str]:
+    """Keys this kind needs and lacks, keys it does not use, and keys that contradict each other."""
+    problems = []
     for part in ARCHIVE_PARTS:
         if part in kind.archives and not settings.get(part):
-            raise ConfigError(f"dataset.{part} is required for dataset.name {kind.name} (filename, urls, checksum)")
+            problems.append(f"dataset.{part} is required for dataset.name {kind.name} (filename, urls, checksum)")
         if part not in kind.archives and settings.get(part):
-            raise ConfigError(f"dataset.{part} is not used with dataset.name {kind.name}: remove it")
+            problems.append(f"dataset.{part} is not used with dataset.name {kind.name}: remove it")
     for key in FOLDER_ONLY_KEYS:
         if kind.name != "folder" and settings.get(key):
-            raise ConfigError(f"dataset.{key} is only used with dataset.name folder (this is {kind.name})")
+            problems.append(f"dataset.{key} is only used with dataset.name folder (this is {kind.name})")
     if kind.name == "folder" and not settings.get("root"):
-        raise ConfigError("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
+        problems.append("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
     lists = {name: path for name, path in (settings.get("lists") or {}).items() if path}
     if lists and not {"train", "test"} <= set(lists):
-        raise ConfigError("dataset.lists needs both train and test (val is optional)")
+        problems.append("dataset.lists needs both train and test (val is optional)")
     if lists.get("val") and settings.get("val_fraction"):
-        raise ConfigError("dataset.lists.val and dataset.val_fraction both give a validation list: set one")
-    compile_group_pattern(settings.get("group_pattern"))
+        problems.append("dataset.lists.val and dataset.val_fraction both give a validation list: set one")
+    return problems
 
 
-def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> int:
-    configured = settings.get("num_classes")
-    if kind.name == "folder":
-        classes = folder_classes(settings["root"])
-        if configured is not None and configured != len(classes):
-            raise ConfigError(
-                f"dataset.num_classes is {configured} but dataset.root {settings['root']} holds {len(classes)} "
-                f"class folders ({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})"
-            )
-        return len(classes)
-    return configured if configured is not None else kind.official_num_classes
+def archive_offline_hint(part: str, filename: str) -> str:
+    """What a failed download of one of the dataset's archives tells the user to do instead."""
+    return (f"without a network, copy {filename} onto this machine and list its folder (or the file) first in "
+            f"dataset.{part}.urls")
 
 
 def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLike,

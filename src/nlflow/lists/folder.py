@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 from nlflow.errors import NlflowError
+from nlflow.fileio import shown_path
 from nlflow.lists.holdout import hold_out
 from nlflow.lists.listfiles import DatasetLists, ListedVideo
 from nlflow.lists.split_files import (
@@ -47,14 +48,73 @@ def folder_classes(root: str | os.PathLike) -> list[str]:
     """The class folders of ``root``; an error unless it exists and holds at least two."""
     root = Path(root)
     if not root.is_dir():
-        raise FolderDatasetError(f"dataset.root {root} does not exist or is not a folder")
+        raise FolderDatasetError(
+            f"dataset.root {shown_path(root)} does not exist or is not a folder (a relative path is taken from the "
+            "working directory: where snakemake runs, or its --directory)")
     classes = class_folders(root)
     if len(classes) < 2:
         raise FolderDatasetError(
-            f"dataset.root {root} holds {len(classes)} class folder(s); a classifier needs at least 2 "
+            f"dataset.root {shown_path(root)} holds {len(classes)} class folder(s); a classifier needs at least 2 "
             "(the layout is <root>/<class>/<video>)"
         )
     return classes
+
+
+def check_folder(
+    root: str | os.PathLike, group_pattern: str | None, num_classes: int | None
+) -> tuple[int | None, list[str]]:
+    """What start-up checks of a `folder` dataset: the class folders (at least two, none empty,
+    as many as ``num_classes`` when it is set) and that ``group_pattern`` finds a group in every
+    video. Returns the class count (None when the folder cannot be read) and every problem found."""
+    try:
+        classes = folder_classes(root)
+    except FolderDatasetError as exc:
+        return None, [str(exc)]
+    problems = []
+    if num_classes is not None and num_classes != len(classes):
+        problems.append(
+            f"dataset.num_classes is {num_classes} but dataset.root {shown_path(root)} holds {len(classes)} class "
+            f"folders ({_examples(classes, 8)}): leave dataset.num_classes out to take the folder's count"
+        )
+    known = set(classes)
+    in_classes = [rel for rel in list_videos(root) if "/" in rel and rel.split("/")[0] in known]
+    by_class = Counter(rel.split("/")[0] for rel in in_classes)
+    empty = [name for name in classes if not by_class[name]]
+    if empty:
+        problems.append(
+            f"class folder(s) without videos in dataset.root {shown_path(root)}: {_examples(empty, 8)}; every class "
+            f"folder is a class, so add videos or remove the folder (video suffixes: {' '.join(VIDEO_SUFFIXES)})"
+        )
+    try:
+        pattern = compile_group_pattern(group_pattern)
+    except FolderDatasetError as exc:
+        return len(classes), problems + [str(exc)]
+    if pattern is not None:
+        problems += _group_pattern_problems(root, pattern, in_classes)
+    return len(classes), problems
+
+
+def _group_pattern_problems(root: str | os.PathLike, pattern: re.Pattern, videos: list[str]) -> list[str]:
+    unmatched = [rel for rel in videos if not _has_group(pattern, rel)]
+    if not unmatched:
+        return []
+    how = (f"matches none of the {len(videos)} videos" if len(unmatched) == len(videos)
+           else f"finds no group in {len(unmatched)} of the {len(videos)} videos")
+    return [
+        f"dataset.group_pattern {pattern.pattern!r} {how} in dataset.root {shown_path(root)} (e.g. "
+        f"{_examples(unmatched, 3, quote=True)}; it is searched in <class>/<file> paths): fix the pattern so "
+        "that every video has a group, or leave group_pattern out (then every video is its own group)"
+    ]
+
+
+def _has_group(pattern: re.Pattern, path: str) -> bool:
+    match = pattern.search(path)
+    return match is not None and match.group(1) is not None
+
+
+def _examples(names: list[str], limit: int, quote: bool = False) -> str:
+    shown = [repr(name) if quote else name for name in names[:limit]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def compile_group_pattern(pattern: str | None) -> re.Pattern | None:
@@ -102,7 +162,7 @@ def folder_videos(root: Path, classes: list[str], pattern: re.Pattern | None) ->
     empty = [name for label, name in enumerate(classes) if not counts[label]]
     if empty:
         raise FolderDatasetError(
-            f"class folder(s) without videos under {root}: {', '.join(empty)} (video suffixes: "
+            f"class folder(s) without videos under {shown_path(root)}: {', '.join(empty)} (video suffixes: "
             f"{' '.join(VIDEO_SUFFIXES)})"
         )
     return videos

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, write_text_atomic
+from nlflow.train import continuation
+from nlflow.train.continuation import Start, lineage_settings
 from nlflow.train.launch import LaunchError, LaunchPlan, run_plan
 from nlflow.train.loop import FINAL_NAME, train
 from nlflow.train.snapshots import list_snapshots
@@ -31,6 +33,15 @@ def run_folder(checkpoint_dir: str | os.PathLike, settings: TrainSettings, *inpu
     """The run's folder below ``checkpoint_dir``, named by what can change the result: a run with other
     workers or log periods resumes there, one with another learning rate or other inputs does not."""
     return Path(checkpoint_dir) / settings_digest(settings.result_dict(), *inputs)
+
+
+def prepare_run_folder(checkpoint_dir: str | os.PathLike, settings: TrainSettings,
+                       *inputs: str | os.PathLike) -> tuple[Path, Start | None]:
+    """The run folder (:func:`run_folder`), created; a new one continues an earlier run of the same
+    settings but a longer or later-changing schedule when there is one (returned, else None)."""
+    run_dir = run_folder(checkpoint_dir, settings, *inputs)
+    lineage = settings_digest(lineage_settings(settings), *inputs)
+    return run_dir, continuation.prepare(checkpoint_dir, run_dir, settings, lineage)
 
 
 def launch_arguments(run_dir: Path, train_lmdb: str, val_lmdb: str, init: str, classes_file: str) -> list[str]:

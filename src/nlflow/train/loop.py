@@ -349,7 +349,7 @@ def validate(run: Run, iteration: int) -> float | None:
     return top1
 
 
-def snapshot(run: Run, iteration: int, finished: bool) -> None:
+def snapshot(run: Run, iteration: int, finished: bool, extra: dict | None = None) -> None:
     """What a killed run resumes from: weights, optimizer, scaler, every process's RNG states."""
     rt = run.rt
     rng = ddp.all_gather_objects(snapshots.capture_rng_state(), rt.info)
@@ -363,6 +363,7 @@ def snapshot(run: Run, iteration: int, finished: bool) -> None:
             "model_config": run.model_config,
             "world_size": rt.info.world_size,
             "finished": finished,
+            **(extra or {}),
         }, run.settings.keep_checkpoints)
         log.info("checkpoint %s", path)
     ddp.barrier(rt.info)
@@ -381,13 +382,16 @@ def finish(run: Run) -> Path:
 
     settings, rt = run.settings, run.rt
     if not run.final_done:
+        extra = {}
         if settings.precise_bn_iters > 0:
+            # A longer run continues from the state before precise BN (nlflow.train.continuation).
+            extra["before_precise_bn"] = state_before_precise_bn(run)
             used = recompute_bn_stats(run.model, run.batches, settings.precise_bn_iters * settings.accumulate,
                                       rt.device, rt.autocast, settings.channels_last, rt.info)
             if rt.info.is_main:
                 log.info("precise BN: running statistics recomputed over %d batches", used)
         _check_ranks_agree(run.model, rt.info)
-        snapshot(run, settings.max_iter, finished=True)
+        snapshot(run, settings.max_iter, finished=True, extra=extra)
     val_top1 = validate(run, settings.max_iter)
     final_path = run.out_dir / FINAL_NAME
     if rt.info.is_main:
@@ -398,6 +402,14 @@ def finish(run: Run) -> Path:
         log.info("final model written to %s", final_path)
     ddp.barrier(rt.info)
     return final_path
+
+
+def state_before_precise_bn(run: Run) -> dict[str, Any]:
+    """What precise BN changes, as it was after the last step: the buffers (BN running statistics)
+    and every process's RNG states (precise BN's forward passes draw dropout masks)."""
+    names = {name for name, _ in run.model.named_buffers()}
+    buffers = {key: value.detach().clone().cpu() for key, value in run.model.state_dict().items() if key in names}
+    return {"buffers": buffers, "rng": ddp.all_gather_objects(snapshots.capture_rng_state(), run.rt.info)}
 
 
 # ----------------------------------------------------------------------------- the run

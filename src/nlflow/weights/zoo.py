@@ -18,9 +18,10 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from nlflow.errors import ConfigError
+from nlflow.errors import ConfigError, problems_message
+from nlflow.fileio import shown_path
 from nlflow.models.builder import ModelConfig
 
 ZOO_URL = "https://dl.fbaipublicfiles.com/video-nonlocal/{name}.pkl"
@@ -161,7 +162,11 @@ def format_zoo_table() -> str:
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines + ["", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}"])
+    return "\n".join(lines + [
+        "", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}",
+        "Fine-tune one: set `pretrained.name: <name>` in the config (the model keys follow from the name).",
+        "Offline: also set `pretrained.pkl:` to your copy of <name>.pkl, or to a folder holding it.",
+    ])
 
 
 # --- the workflow config: pretrained.name -> model settings ----------------------------------------
@@ -181,40 +186,99 @@ class PretrainedSource:
     """What the config's ``pretrained`` section resolves to."""
 
     model: dict[str, Any]  # the config's model section with every ZOO_MODEL_KEYS value set
-    name: str | None  # zoo entry to download, or None
-    pkl: str | None  # local Caffe2 file, or None
+    name: str | None  # zoo entry (which network and which weights), or None
+    pkl: str | None  # where the Caffe2 file is: with a name, a local copy of the zoo's file; None
 
     @property
     def url(self) -> str | None:
         return zoo_model(self.name).url if self.name else None
 
+    @property
+    def sources(self) -> list[str]:
+        """Where download_weights takes the zoo file from: the local copy, else the zoo's URL."""
+        if not self.name:
+            return []
+        return [str(local_zoo_file(self.name, self.pkl))] if self.pkl else [zoo_model(self.name).url]
 
-def resolve_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any]) -> PretrainedSource:
-    """Complete the config's ``model`` section from ``pretrained.name``'s zoo entry.
+
+def offline_hint(name: str) -> str:
+    """What a failed download of zoo model ``name`` tells the user to do instead."""
+    return (f"without a network, download {name}.pkl elsewhere and set pretrained.pkl to that file (or to a "
+            "folder holding it) next to pretrained.name; or set pretrained.name: null to train from scratch")
+
+
+def local_zoo_file(name: str, pkl: str | os.PathLike) -> Path:
+    """The local copy of zoo model ``name`` that ``pretrained.pkl`` points at: the file itself, or
+    ``<name>.pkl`` in a folder (a folder of downloaded zoo files serves every name)."""
+    path = Path(pkl)
+    return path / f"{name}.pkl" if path.is_dir() else path
+
+
+def resolve_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
+                       expand: Callable[[str], str] = lambda text: text) -> PretrainedSource:
+    """Complete the config's ``model`` section from ``pretrained.name``'s zoo entry; one
+    ConfigError naming every problem (see :func:`check_pretrained`)."""
+    source, problems = check_pretrained(model, pretrained, expand)
+    if problems:
+        raise ConfigError(problems_message(problems, "the model and pretrained sections"))
+    assert source is not None
+    return source
+
+
+def check_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
+                     expand: Callable[[str], str] = lambda text: text) -> tuple[PretrainedSource | None, list[str]]:
+    """The ``model`` section completed from ``pretrained.name``'s zoo entry, and every problem.
 
     A key left out (or null) takes the zoo's value, then ModelConfig's default; a key set to
-    another value than the zoo's is a ConfigError naming both values. Without a name,
-    ``REQUIRED_WITHOUT_ZOO`` must be set. ``pretrained.name`` and ``pretrained.pkl`` exclude each other.
+    another value than the zoo's is a problem naming both values. Without a name,
+    ``REQUIRED_WITHOUT_ZOO`` must be set. ``pretrained.name`` with ``pretrained.pkl``: the name
+    says which network (and which released weights), ``pkl`` where a copy of its file is (offline:
+    a file, or a folder holding ``<name>.pkl``), which must exist and must not be another zoo
+    model's file. ``expand`` rewrites the configured path (the workflow's ``{results_dir}``).
     """
     name, pkl = pretrained.get("name"), pretrained.get("pkl")
-    if name is not None and pkl is not None:
-        raise ConfigError(f"pretrained.name ({name}) and pretrained.pkl ({pkl}) are both set: keep one")
+    if pkl is not None:
+        pkl = expand(pkl)
     resolved = dict(model)
+    problems: list[str] = []
     if name is not None:
-        entry = zoo_model(name)
+        try:
+            entry = zoo_model(name)
+        except ConfigError as exc:
+            return None, [str(exc)]
         for key, zoo_value in entry.model_settings().items():
             given = resolved.get(key)
             if given is None:
                 resolved[key] = zoo_value
             elif given != zoo_value or type(given) is not type(zoo_value):
-                raise ConfigError(
+                problems.append(
                     f"model.{key} is {given!r} in the config but {zoo_value!r} for the zoo model {name} "
                     f"(pretrained.name): leave model.{key} out to take the zoo's value"
                 )
+        if pkl is not None:
+            problems += _local_zoo_file_problems(name, pkl)
     missing = [key for key in REQUIRED_WITHOUT_ZOO if resolved.get(key) is None]
     if missing:
-        raise ConfigError(f"model.{', model.'.join(missing)} must be set (or set pretrained.name to take them from the model zoo)")
+        problems.append(f"model.{', model.'.join(missing)} must be set (or set pretrained.name to take them "
+                        "from the model zoo)")
+    if problems:
+        return None, problems
     for key in ZOO_MODEL_KEYS:
         if resolved.get(key) is None:
             resolved[key] = _MODEL_DEFAULTS[key]
-    return PretrainedSource(model=resolved, name=name, pkl=pkl)
+    return PretrainedSource(model=resolved, name=name, pkl=pkl), []
+
+
+def _local_zoo_file_problems(name: str, pkl: str) -> list[str]:
+    path = local_zoo_file(name, pkl)
+    shown = shown_path(path)
+    if not path.is_file():
+        where = f"the folder pretrained.pkl {shown_path(pkl)} holds no {name}.pkl" if Path(pkl).is_dir() else \
+            f"pretrained.pkl {shown} does not exist"
+        return [f"{where}: pretrained.pkl is where your copy of the zoo model {name} is (a file, or a folder "
+                f"holding {name}.pkl; download it from {zoo_model(name).url}), or leave it out to download it"]
+    other = zoo_model_for_file(path)
+    if other is not None and other.name != name:
+        return [f"pretrained.pkl {shown} is the released file of {other.name}, but pretrained.name is {name}: "
+                "set the name of the network the file holds"]
+    return []

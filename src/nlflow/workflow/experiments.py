@@ -137,7 +137,9 @@ def read_experiments(path: str | os.PathLike, base_config: Mapping[str, Any], sc
             column = _error_column(error, columns) or ".".join(str(p) for p in error.absolute_path) or "(row)"
             raise ConfigError(f"{here} ({name}), column {column}: {error.message}")
         try:
-            config["model"] = resolve_pretrained(config["model"], config["pretrained"]).model
+            config["model"] = resolve_pretrained(
+                config["model"], config["pretrained"],
+                expand=lambda text: text.replace("{results_dir}", str(config["results_dir"]))).model
         except ConfigError as exc:
             raise ConfigError(f"{here} ({name}): {exc}") from None
         configs[name] = config

@@ -40,11 +40,18 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
 
 
 def download(
-    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None
+    urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None,
+    hint: str | None = None,
 ) -> None:
-    from nlflow.archives.download import fetch
+    """Fetch one file; ``hint`` (what to do instead, e.g. offline) ends the error when no source works."""
+    from nlflow.archives.download import NoSourceWorkedError, fetch
 
-    result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+    try:
+        result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+    except NoSourceWorkedError as exc:
+        if hint is None:
+            raise
+        raise NoSourceWorkedError(f"{exc}; {hint}") from None
     how = "already present" if result.already_present else f"from {result.source}"
     log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
 
@@ -205,7 +212,7 @@ def train(
     loop here; more run under torchrun (and srun across nodes), all on the same run folder,
     settings and inputs, given on their command line.
     """
-    from nlflow.train.job import launch_arguments, publish, run_folder, run_training
+    from nlflow.train.job import launch_arguments, prepare_run_folder, publish, run_training
     from nlflow.train.launch import gpus_per_node, plan_launch, visible_cuda_devices
     from nlflow.train.loop import METRICS_NAME
     from nlflow.train.solver import TrainSettings
@@ -213,8 +220,11 @@ def train(
     launch_keys = ("gpus", "nodes")  # come from the job's resources, not the settings
     runtime = {key: value for key, value in (operational or {}).items() if key not in launch_keys}
     settings = TrainSettings.from_config(dict(model), {**train_config, **runtime})
-    run_dir = run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
+    run_dir, start = prepare_run_folder(checkpoint_dir, settings, train_lmdb, val_lmdb, init)
     log.info("training run folder: %s (a restarted job resumes from its newest checkpoint)", run_dir)
+    if start is not None:
+        log.info("continuing the run in %s from its iteration %d: its settings and its learning rates up to "
+                 "there are this run's (nlflow.train.continuation)", start.run_dir, start.iteration)
     arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)
     plan = plan_launch(gpus_per_node(gpus, nodes), nodes or 1, arguments, cuda_devices=visible_cuda_devices(),
                        environ=os.environ, threads=threads, sync_bn=settings.sync_bn)
@@ -251,10 +261,17 @@ def evaluate(
     )
 
 
-def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any]) -> None:
+def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any],
+           lists: Mapping[str, str] | None = None, manifest: str | None = None) -> None:
+    """Plots and report.md; with the lists and the downscale manifest, also the Data section."""
+    from nlflow.evaluate.data_overview import read_data_overview
     from nlflow.evaluate.report import write_report
 
-    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings))
+    data = read_data_overview(lists=lists, manifest=manifest) if lists and manifest else None
+    paths = write_report(train_metrics, eval_metrics, out_dir, dict(settings), data)
+    if data is not None and data.classes_without_test_videos:
+        log.warning("classes without test videos (accuracy unknown, left out of the mean class accuracy): %s",
+                    ", ".join(data.classes_without_test_videos))
     log.info("report: %s", ", ".join(str(p) for p in paths))
 
 

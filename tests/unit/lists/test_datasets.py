@@ -98,3 +98,58 @@ def test_lists_settings_hold_only_what_the_lists_depend_on(tmp_path):
     assert {"root", "test_fraction", "seed", "group_pattern", "inventory"} <= set(folder)
     listed = dataset_spec(section("folder", root=str(root), lists={"train": "a", "test": "b"})).lists_settings()
     assert "test_fraction" not in listed and "seed" not in listed and listed["lists"]["train"] == "a"
+
+
+def test_every_problem_of_the_section_is_in_one_error(tmp_path):
+    """The README's first failed starts, at once: a copy of config.yaml with the folder lines merged in."""
+    root = class_tree(tmp_path / "data")
+    (root / "empty").mkdir()
+    with pytest.raises(ConfigError) as info:
+        dataset_spec(section("folder", root=str(root), num_classes=101, group_pattern=r"_g(\d+)_",
+                             videos=dict(ARCHIVE), splits=dict(ARCHIVE)))
+    message = str(info.value)
+    assert message.startswith("5 problems in the dataset section") and "\n" not in message
+    for fragment in ("(1) dataset.videos is not used with dataset.name folder",
+                     "(2) dataset.splits is not used with dataset.name folder",
+                     "(3) dataset.num_classes is 101 but dataset.root", "holds 4 class folders (a, b, c, empty)",
+                     "(4) class folder(s) without videos in dataset.root", ": empty; every class folder is a class",
+                     r"(5) dataset.group_pattern '_g(\\d+)_' matches none of the 3 videos"):
+        assert fragment in message, fragment
+
+
+def test_an_empty_class_folder_is_refused_at_start_up_hidden_files_do_not_count(tmp_path):
+    root = class_tree(tmp_path / "data")
+    (root / "d").mkdir()
+    (root / "d" / ".DS_Store").write_bytes(b"")
+    (root / "d" / "notes.txt").write_text("not a video")
+    with pytest.raises(ConfigError, match=r"class folder\(s\) without videos in dataset.root .*: d; every class"):
+        dataset_spec(section("folder", root=str(root)))
+    (root / "d" / "clip.mp4").write_bytes(b"x")
+    assert dataset_spec(section("folder", root=str(root))).num_classes == 4
+
+
+def test_group_pattern_is_checked_against_the_file_names_at_start_up(tmp_path):
+    root = tmp_path / "data"
+    for name in ("v_Clap_g01_c01.avi", "v_Clap_g02_c01.avi", "clap at home.mp4", "Клап_2.mp4"):
+        (root / "Clap").mkdir(parents=True, exist_ok=True)
+        (root / "Clap" / name).write_bytes(b"x")
+    (root / "Jump").mkdir()
+    (root / "Jump" / "v_Jump_g01_c01.avi").write_bytes(b"x")
+    with pytest.raises(ConfigError) as info:
+        dataset_spec(section("folder", root=str(root), group_pattern=r"_g(\d+)_"))
+    message = str(info.value)
+    assert r"dataset.group_pattern '_g(\\d+)_' finds no group in 2 of the 5 videos" in message
+    assert "(e.g. 'Clap/clap at home.mp4', 'Clap/Клап_2.mp4'; it is searched in <class>/<file> paths)" in message
+    assert "or leave group_pattern out" in message
+    # a pattern that finds a group in every name passes
+    assert dataset_spec(section("folder", root=str(root), group_pattern=r"^([^/]+)/")).num_classes == 2
+
+
+def test_a_relative_root_is_taken_from_the_working_directory_and_errors_show_the_absolute_path(tmp_path, monkeypatch):
+    class_tree(tmp_path / "my_videos")
+    monkeypatch.chdir(tmp_path)
+    assert dataset_spec(section("folder", root="my_videos")).num_classes == 3
+    monkeypatch.chdir(tmp_path / "my_videos")
+    with pytest.raises(ConfigError, match=rf"dataset.root my_videos \(= {tmp_path}/my_videos/my_videos\) does not "
+                                          "exist .*taken from the working directory"):
+        dataset_spec(section("folder", root="my_videos"))

@@ -17,7 +17,7 @@ def load(name: str) -> dict:
     return yaml.safe_load((REPO / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "hmdb51.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "hmdb51.yaml", "folder.yaml", "folder-cpu.yaml"])
 def test_shipped_configs_validate(name):
     validate(load(name), str(SCHEMA))
 

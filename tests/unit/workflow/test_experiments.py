@@ -60,7 +60,7 @@ def test_rows_override_the_base_config_and_empty_cells_keep_it(tmp_path, base):
         ("name\tdownscale.short_side\na\t128\n", r"column 'downscale.short_side' would give rows their own data"),
         ("model.arch\nc2d\n", r"needs a 'name' column"),
         ("name\tmodel.arch\nbad name\tc2d\n", r"'bad name' is not a usable experiment name"),
-        ("name\tpretrained.name\na\ti3d_nonlocal_8x8_IN_pretrain_400k\n", r"line 2 \(a\): pretrained.name .* are both set"),
+        ("name\tpretrained.name\na\ti3d_nonlocal_8x8_IN_pretrain_400k\n", r"line 2 \(a\): .*pretrained.pkl .*_demo_init.pkl .* does not exist"),
         ("name\tpretrained.name\tpretrained.pkl\na\ti3d_nonlocal_8x8_IN_pretrain_400k\tnull\n",
          r"line 2 \(a\): model.width is 8 in the config but 64"),
     ],

@@ -16,8 +16,11 @@ def test_snakefmt_leaves_the_workflow_unchanged():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config", ["demo.yaml", "config.yaml", "hmdb51.yaml"])
+@pytest.mark.parametrize("config", ["demo.yaml", "config.yaml", "hmdb51.yaml", "folder-cpu.yaml"])
 def test_snakemake_lint_is_clean(tmp_path, config):
+    for name in ("a", "b"):  # the folder configs' dataset.root, my_videos, relative to the working directory
+        (tmp_path / "my_videos" / name).mkdir(parents=True)
+        (tmp_path / "my_videos" / name / "v.mp4").write_bytes(b"x")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
          "--configfile", str(REPO / "config" / config), "--lint"],
