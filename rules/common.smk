@@ -4,7 +4,12 @@ from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
-from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, ReportOnly, demo_model_id
+from nlflow.workflow.config import (
+    DEMO_MODEL_PLACEHOLDER,
+    Operational,
+    ReportOnly,
+    demo_model_id,
+)
 from nlflow.workflow.experiments import find_table, read_experiments
 
 
@@ -221,6 +226,20 @@ def all_cores():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+def tensorboard_params(wildcards):
+    """Whether evaluation adds to training's TensorBoard events, and the folder of the training runs
+    (train.tensorboard is operational: it never makes a job run again)."""
+    return Operational(
+        enabled=exp_config(wildcards)["train"]["tensorboard"],
+        runs=exp_path("train/checkpoints")(wildcards),
+    )
+
+
+def features_cache(wildcards):
+    """The per-view embeddings of one store's videos, kept so that an interrupted job resumes."""
+    return exp_path(f"features/{wildcards.part}_views")(wildcards)
 
 
 def pretrained_weights(wildcards):
