@@ -43,6 +43,7 @@ include: "rules/lmdb.smk"
 include: "rules/weights.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/features.smk"
 
 
 if EXPERIMENTS:
@@ -76,3 +77,12 @@ rule lmdb:
 rule weights:
     input:
         expand(rules.clean_weights.output, experiment=EXPERIMENTS),
+
+
+rule features:
+    input:
+        expand(
+            rules.extract_features.output,
+            experiment=EXPERIMENTS,
+            part=config["features"]["splits"],
+        ),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nlflow.evaluate.run import reaggregate
-from nlflow.evaluate.score_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, videos_fingerprint
+from nlflow.evaluate.view_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ViewCache, videos_fingerprint
 from nlflow.video.views import ViewSpec
 
 SPEC = ViewSpec(video_length=8, sample_rate=8, num_clips=10, num_crops=3, scale=256, crop_size=256)
@@ -30,7 +30,7 @@ def fill_cache(path: Path, videos: int, classes: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     names = [f"Class{i % classes:03d}/v_{i:05d}.avi" for i in range(videos)]
     labels = [i % classes for i in range(videos)]
-    cache = ScoreCache(path)
+    cache = ViewCache(path)
     identity = {
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "checkpoint_sha256": "0" * 64, "spec": SPEC.to_dict(),
         "test_set": {"count": videos, "videos_sha256": videos_fingerprint(names, labels), "excluded": []},
@@ -40,7 +40,7 @@ def fill_cache(path: Path, videos: int, classes: int, seed: int = 0) -> None:
     for index, (name, label) in enumerate(zip(names, labels)):
         logits = rng.normal(size=(SPEC.num_views, classes)).astype(np.float32)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        cache.put(CachedVideo(index, name, label, probs.astype(np.float32), logits, ""))
+        cache.put(CachedVideo(index, name, label, {"probs": probs.astype(np.float32), "logits": logits}, ""))
 
 
 def measure(videos: int, classes: int) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from nlflow.train.solver import TRAINING_MODEL_KEYS
 from nlflow.video.downscale import RECIPE_VERSION
 from nlflow.workflow.config import (
     DEMO_MODEL_PLACEHOLDER,
+    Operational,
     ReportOnly,
     demo_model_id,
     network_params,
@@ -249,6 +250,20 @@ def all_cores():
         return workflow.cores
     except WorkflowError:
         return 1
+
+
+def tensorboard_params(wildcards):
+    """Whether evaluation adds to training's TensorBoard events, and the folder of the training runs
+    (train.tensorboard is operational: it never makes a job run again)."""
+    return Operational(
+        enabled=exp_config(wildcards)["train"]["tensorboard"],
+        runs=exp_path("train/checkpoints")(wildcards),
+    )
+
+
+def features_cache(wildcards):
+    """The per-view embeddings of one store's videos, kept so that an interrupted job resumes."""
+    return exp_path(f"features/{wildcards.part}_views")(wildcards)
 
 
 def pretrained_weights(wildcards):

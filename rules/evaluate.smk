@@ -35,6 +35,8 @@ rule evaluate:
         aggregate=exp_setting("test", "aggregate"),
         amp=exp_setting("test", "amp"),
         cache_dir=exp_path("evaluate/view_scores"),
+        # train.tensorboard: the confusion matrix also goes to the training run's TensorBoard events.
+        tensorboard=tensorboard_params,
     script:
         "../workflow/scripts/evaluate.py"
 

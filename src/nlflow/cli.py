@@ -1,4 +1,5 @@
-"""`nlflow` command line: the demo generators, weight conversion and inspection, and prediction."""
+"""`nlflow` command line: the demo generators, weight conversion and inspection, prediction, export
+and video features."""
 
 from __future__ import annotations
 
@@ -70,6 +71,26 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from nlflow.export.exporter import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.out, formats=args.formats)
+    print(report.summary())
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from nlflow.features.extract import file_features
+
+    summary = file_features(args.videos, args.checkpoint, args.output, per_clip=args.per_clip, views=args.views,
+                            batch_size=args.batch_size, cache_path=args.cache)
+    print(f"{summary['rows']} rows for {summary['videos']} videos -> {args.output}")
+    if summary["failed"]:
+        print(f"nlflow features: {len(summary['failed'])} of {summary['videos']} videos have no features "
+              "(their rows' error column says why)", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -113,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
     predict.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")
-    predict.add_argument("--checkpoint", required=True, help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    predict.add_argument("--checkpoint", required=True,
+                         help="an nlflow checkpoint (e.g. results/train/model_final.pt) or a network made by "
+                              "`nlflow export` (.onnx runs with onnxruntime, .pt2 with torch.export)")
     predict.add_argument("--topk", type=int, default=5, help="how many classes to print per video (default 5)")
     predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30,
                          help="30: 10 clips x 3 crops (the test protocol); 3: 3 clips x centre crop; 1: one clip")
@@ -123,6 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="none: float32 (the original's precision); bf16: autocast, faster on a GPU")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.set_defaults(func=_predict)
+
+    export = commands.add_parser("export", help="the test-mode network as OUT.onnx and OUT.pt2, checked against the checkpoint")
+    export.add_argument("checkpoint", help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    export.add_argument("out", help="OUT: writes OUT.onnx and OUT.pt2")
+    export.add_argument("--formats", nargs="+", choices=("onnx", "pt2"), default=["onnx", "pt2"],
+                        help="what to write (default both; onnx needs the export extra: pip install -e \".[export]\")")
+    export.set_defaults(func=_export)
+
+    features = commands.add_parser("features", help="one embedding per video (pool5 averaged over the test views)")
+    features.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")
+    features.add_argument("--checkpoint", required=True, help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    features.add_argument("-o", "--output", required=True,
+                          help="the features file (.parquet: video, label, class, feature, error; needs the "
+                               "features extra: pip install -e \".[features]\")")
+    features.add_argument("--per-clip", action="store_true", help="one row per clip (its crops averaged) instead of per video")
+    features.add_argument("--views", type=int, choices=(30, 3, 1), default=30,
+                          help="30: 10 clips x 3 crops (the test protocol); 3: 3 clips x centre crop; 1: one clip")
+    features.add_argument("--batch-size", type=int, default=30, help="views per forward pass (default 30)")
+    features.add_argument("--cache", default=None,
+                          help="folder of per-view embeddings, so a killed run resumes (default: OUTPUT.views)")
+    features.set_defaults(func=_features)
     return parser
 
 

@@ -2,14 +2,16 @@
 
 Preprocessing is exactly the test path: :func:`nlflow.video.views.load_test_view_frames` with a
 :class:`ViewSpec` built from the checkpoint (clip length and stride from its model config; test
-scale and crop from its training settings, see :func:`checkpoint_test_scale`), and scores from the same
+scale and crop from its training settings, see
+:func:`nlflow.models.checkpoint.checkpoint_test_scale`), and scores from the same
 :class:`nlflow.evaluate.scorer.ViewScorer` that ``evaluate`` uses; views are combined by the
 original's rule (mean of the per-view softmax) unless ``aggregate`` names another of evaluation's
-rules.
+rules. The checkpoint may also be an exported network (``nlflow export``'s ``.onnx``, run by
+onnxruntime, or ``.pt2``), which carries the same model config, classes and view size.
 
 ``views``: 30 = 10 clips x 3 crops (the original's test); 3 = 3 clips spread along time x the
-centre crop (time matters more than the overlapping side crops for action classes); 1 = the
-middle clip, centre crop.
+centre crop (time matters more than the overlapping side crops for action classes); 1 = one clip
+from frame 0, centre crop (:data:`nlflow.video.views.VIEW_LAYOUTS`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ import torch
 from nlflow.errors import NlflowError, one_line
 from nlflow.evaluate.metrics import AGGREGATES, aggregate_scores, top_k
 from nlflow.evaluate.scorer import ViewScorer
-from nlflow.video.views import ViewSpec, load_test_view_frames
+from nlflow.models.checkpoint import checkpoint_test_scale
+from nlflow.video.views import VIEW_LAYOUTS, ViewSpec, layout_spec, load_test_view_frames
 
 log = logging.getLogger(__name__)
 
-VIEW_LAYOUTS: dict[int, tuple[int, int]] = {30: (10, 3), 3: (3, 1), 1: (1, 1)}  # views -> (clips, crops)
-DEFAULT_TEST_SCALE = 256
 
 
 class PredictError(NlflowError):
@@ -61,32 +62,51 @@ class Prediction:
         return data
 
 
-def checkpoint_test_scale(extra: dict[str, Any]) -> int:
-    """The short side and crop of a checkpoint's test views: the original's convention, test scale =
-    crop = the low end of the training scale jitter (256 for [256, 320]), read from the trainer's
-    ``extra["settings"]["scale_range"]``; 256 for a checkpoint without training settings."""
-    settings = extra.get("settings")
-    scale_range = settings.get("scale_range") if isinstance(settings, dict) else None
-    if isinstance(scale_range, (list, tuple)) and scale_range:
-        return int(scale_range[0])
-    return DEFAULT_TEST_SCALE
+def view_spec(model_config: dict[str, Any], scale: int, views: int = 30) -> ViewSpec:
+    """The ViewSpec that predict uses: the model's clips, ``views`` as :data:`VIEW_LAYOUTS` says, at ``scale``."""
+    if views not in VIEW_LAYOUTS:
+        raise PredictError(f"--views must be one of {sorted(VIEW_LAYOUTS, reverse=True)}, got {views}")
+    return layout_spec(video_length=model_config["video_length"], sample_rate=model_config["sample_rate"],
+                       scale=scale, views=views)
 
 
 def spec_from_checkpoint(payload: dict[str, Any], views: int = 30) -> ViewSpec:
     """The ViewSpec that predict uses for a checkpoint dictionary (see the module docstring)."""
-    if views not in VIEW_LAYOUTS:
-        raise PredictError(f"--views must be one of {sorted(VIEW_LAYOUTS, reverse=True)}, got {views}")
-    config = payload["model_config"]
-    scale = checkpoint_test_scale(payload.get("extra") or {})
-    clips, crops = VIEW_LAYOUTS[views]
-    return ViewSpec(
-        video_length=int(config["video_length"]),
-        sample_rate=int(config["sample_rate"]),
-        num_clips=clips,
-        num_crops=crops,
-        scale=scale,
-        crop_size=scale,
-    )
+    return view_spec(payload["model_config"], checkpoint_test_scale(payload.get("extra") or {}), views)
+
+
+@dataclass(frozen=True)
+class PredictionNetwork:
+    """What predict runs: a ``.pt`` checkpoint's network or an exported one, and what it was trained for."""
+
+    network: Any  # a ResNet3D, or an exported view network (nlflow.export.backends)
+    model_config: dict[str, Any]
+    classes: list[str]
+    scale: int  # test short side and crop
+
+    def spec(self, views: int = 30) -> ViewSpec:
+        return view_spec(self.model_config, self.scale, views)
+
+
+def load_prediction_network(checkpoint: str | os.PathLike) -> PredictionNetwork:
+    """A ``.pt`` checkpoint, or an ``.onnx`` / ``.pt2`` file made by ``nlflow export``."""
+    from nlflow.export.backends import is_exported, load_exported
+    from nlflow.models import load_checkpoint, read_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise PredictError(f"checkpoint not found: {checkpoint}")
+    if is_exported(checkpoint):
+        exported = load_exported(checkpoint)
+        config, classes, scale = exported.info.model_config, exported.info.classes, exported.info.view_size
+        network: Any = exported
+    else:
+        payload = read_checkpoint(checkpoint)
+        network = load_checkpoint(checkpoint)
+        config, classes = payload["model_config"], network.classes
+        scale = checkpoint_test_scale(payload.get("extra") or {})
+    num_classes = int(config["num_classes"])
+    return PredictionNetwork(network, dict(config), list(classes or [f"class_{i}" for i in range(num_classes)]), scale)
 
 
 def score_video(source: str | os.PathLike | bytes, scorer: ViewScorer, spec: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -109,20 +129,14 @@ def predict_videos(
     ``aggregate`` combines the views as evaluation's ``test.aggregate`` does (pass the same rule
     to get evaluation's scores; the default is the original's mean of the per-view softmax).
     """
-    from nlflow.models import load_checkpoint, read_checkpoint
-
     if topk < 1:
         raise PredictError(f"--topk must be at least 1, got {topk}")
     if aggregate not in AGGREGATES:
         raise PredictError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise PredictError(f"checkpoint not found: {checkpoint}")
-    spec = spec_from_checkpoint(read_checkpoint(checkpoint), views)
-    model = load_checkpoint(checkpoint)
-    num_classes = model.config.num_classes
-    classes = list(getattr(model, "classes", None) or [f"class_{i}" for i in range(num_classes)])
-    scorer = ViewScorer(model, batch_size, device, amp)
+    loaded = load_prediction_network(checkpoint)
+    spec = loaded.spec(views)
+    classes = loaded.classes
+    scorer = ViewScorer(loaded.network, batch_size, device, amp)
 
     predictions = []
     for path in paths:

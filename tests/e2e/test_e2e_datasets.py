@@ -1,6 +1,7 @@
-"""End to end with real Snakemake: the demo in `folder` layout trains and evaluates (a short run);
-the demo in HMDB-51's layout goes through download (MD5-checked), nested extraction, lists and
-the LMDB stores; the class count is checked against the data."""
+"""End to end with real Snakemake: the demo in `folder` layout trains (with TensorBoard event
+files) and evaluates (a short run), then `snakemake features` embeds its test videos; the demo in
+HMDB-51's layout goes through download (MD5-checked), nested extraction, lists and the LMDB
+stores; the class count is checked against the data."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nlflow.demo.dataset import generate_demo
 
@@ -43,6 +47,7 @@ def folder_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("folder_run")
     config = with_dataset({"name": "folder", "root": str(source / "videos"), "group_pattern": r"_g(\d+)_",
                            "seed": FOLDER_SEED})
+    config["train"]["tensorboard"] = True
     config_file = write_config(workdir, config)
     plan = snakemake(workdir, config_file, "--dry-run")
     result = snakemake(workdir, config_file)
@@ -71,6 +76,37 @@ def test_folder_dataset_trains_and_evaluates(folder_run):
     report = (workdir / "results/report/report.md").read_text()
     assert "validation uses the test list (dataset.val_fraction is 0)" in report
     assert "validation uses the test list" in (workdir / "results/logs/make_lists/split1.log").read_text()
+
+
+def test_tensorboard_holds_training_and_the_confusion_matrix(folder_run):
+    workdir, _, _, _ = folder_run
+    (events,) = (workdir / "results/train/checkpoints").glob("*/tensorboard")
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Scalars("train/loss")] == [5, 10, 15, 20]
+    assert [event.step for event in accumulator.Images("evaluate/confusion_matrix")] == [20]
+    metrics = json.loads((workdir / "results/evaluate/metrics.json").read_text())
+    assert accumulator.Scalars("evaluate/video_top1")[0].value == pytest.approx(metrics["top1"])
+
+
+def test_features_of_every_listed_test_video(folder_run):
+    workdir, config_file, _, _ = folder_run
+    result = snakemake(workdir, config_file, "features")
+    assert result.returncode == 0, result.stderr[-5000:]
+    frame = pd.read_parquet(workdir / "results/features/test.parquet")
+    with open(workdir / "results/evaluate/predictions.csv", newline="") as handle:
+        evaluated = {row["video"] for row in csv.DictReader(handle)}
+    assert set(frame.video) == evaluated and len(frame) == 35 and SPECIAL_TEST_VIDEO in evaluated
+    assert (frame.error == "").all() and {len(vector) for vector in frame.feature} == {8 * 32}
+    # per clip: the job runs again (a result key), from the cached views, without the network
+    config = yaml.safe_load(config_file.read_text())
+    config["features"] = {"per_clip": True}
+    per_clip = write_config(workdir, config, name="per_clip.yaml")
+    assert planned_jobs(snakemake(workdir, per_clip, "features", "--dry-run")) == {"extract_features": 1, "features": 1}
+    result = snakemake(workdir, per_clip, "features")
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "0 computed, 35 from the cache" in (workdir / "results/logs/features_test.log").read_text()
+    assert len(pd.read_parquet(workdir / "results/features/test.parquet")) == 35 * 2  # test.num_clips 2
 
 
 def test_a_new_video_in_the_folder_reruns_downscale_and_lists(folder_run):

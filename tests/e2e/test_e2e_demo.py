@@ -90,6 +90,9 @@ RERUN_CASES = {
     "log and checkpoint periods": ({"train": {"log_period": 7, "checkpoint_period": 100, "keep_checkpoints": 5}}, {}),
     "validation period": ({"train": {"val_period": 200}}, {}),
     "views per forward": ({"test": {"batch_size": 7, "num_workers": 2}}, {}),
+    "tensorboard": ({"train": {"tensorboard": True}}, {}),
+    # features are not part of `all`: their keys re-run nothing there
+    "features": ({"features": {"per_clip": True, "splits": ["test", "train"]}}, {}),
 }
 
 

@@ -265,7 +265,7 @@ def test_damaged_cache_entries_are_logged_once_and_recomputed(evaluated, tmp_pat
             _rewrite_entry(_entry(cache, 2), probs=data["probs"][:2])  # too few views
         shutil.copyfile(_entry(cache, 4), _entry(cache, 3))  # another video's scores
 
-    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.score_cache"):
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.view_cache"):
         metrics = _evaluate_again(evaluated, tmp_path, damage)
     assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (4, len(evaluated.entries) - 4)
     _same_metrics(metrics, evaluated.reference)
@@ -283,7 +283,7 @@ def test_damaged_cache_entries_are_logged_once_and_recomputed(evaluated, tmp_pat
 
 @pytest.mark.parametrize("damage", [cut_to_half, lambda path: flip_bit(path, mask=0x80)], ids=["cut", "flipped"])
 def test_a_damaged_identity_recomputes_everything(evaluated, tmp_path, caplog, damage):
-    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.score_cache"):
+    with caplog.at_level(logging.WARNING, logger="nlflow.evaluate.view_cache"):
         metrics = _evaluate_again(evaluated, tmp_path, lambda cache: damage(cache / "identity.json"))
     assert (metrics["run"]["computed"], metrics["run"]["reused"]) == (len(evaluated.entries), 0)
     _same_metrics(metrics, evaluated.reference)

@@ -13,4 +13,5 @@ run_stage(
     aggregate=snakemake.params.aggregate,
     amp=snakemake.params.amp,
     cache_dir=snakemake.params.cache_dir,
+    tensorboard=snakemake.params.tensorboard,
 )

@@ -99,7 +99,7 @@ def plot_training_curves(records: Sequence[dict], path: str | os.PathLike) -> Pa
     return _save_png(fig, Path(path))
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
     """Row-normalised confusion matrix (true class on the y axis) with class names on both axes."""
     counts = np.asarray(matrix, dtype=np.float64)
     n = len(classes)
@@ -118,7 +118,16 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title("confusion matrix (video level)")
-    return _save_png(fig, Path(path), dpi=150 if n > 40 else 100)  # 101 class names stay legible
+    return fig
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """:func:`confusion_figure` as a PNG at ``path``."""
+    return _save_png(confusion_figure(matrix, classes), Path(path), dpi=confusion_dpi(len(classes)))
+
+
+def confusion_dpi(num_classes: int) -> int:
+    return 150 if num_classes > 40 else 100  # 101 class names stay legible
 
 
 def plot_per_class_accuracy(per_class: Sequence[dict], path: str | os.PathLike) -> Path:

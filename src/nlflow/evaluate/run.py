@@ -3,7 +3,7 @@ over every video of the test store, and the metrics of a finished score cache un
 aggregation rule or view subset.
 
 Per video, every view goes through ``model.forward_map`` (:mod:`nlflow.evaluate.scorer`); its
-per-view scores go into the cache (:mod:`nlflow.evaluate.score_cache`) as soon as they are done,
+per-view scores go into the cache (:mod:`nlflow.evaluate.view_cache`) as soon as they are done,
 and only the aggregated scores and the per-view hit count stay in memory (:func:`reduce_video`).
 """
 
@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -31,14 +31,28 @@ from nlflow.evaluate.metrics import (
     view_subset_indices,
 )
 from nlflow.evaluate.predictions import prediction_rows, write_predictions_csv
-from nlflow.evaluate.score_cache import CACHE_FORMAT, CachedVideo, ScoreCache, cache_identity, videos_fingerprint
-from nlflow.evaluate.scorer import ViewScorer
+from nlflow.evaluate.scorer import ViewRunner, ViewScorer
+from nlflow.evaluate.view_cache import (
+    CACHE_FORMAT,
+    SCORE_ARRAYS,
+    CachedVideo,
+    ViewCache,
+    cache_identity,
+    videos_fingerprint,
+)
 from nlflow.evaluate.testset import TestSet, load_model, read_test_set
 from nlflow.fileio import write_json_atomic
 from nlflow.store.lmdb_store import LmdbStoreError
 from nlflow.video.views import ViewSpec
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+
+def score_widths(num_classes: int) -> dict[str, int]:
+    """What each evaluation cache entry holds: probs and logits, [V, C] each."""
+    return {name: num_classes for name in SCORE_ARRAYS}
 
 
 @dataclass(frozen=True)
@@ -84,26 +98,26 @@ class _SafeViews(torch.utils.data.Dataset):
         return index, views, "", ""
 
 
-def score_videos(todo: Sequence[int], test_lmdb: str | os.PathLike, spec: ViewSpec, test_set: TestSet,
-                 scorer: ViewScorer, cache: ScoreCache, num_workers: int,
-                 reduce: Callable[[CachedVideo], VideoResult]) -> dict[int, VideoResult]:
-    """Decode and score the videos at ``todo`` (DataLoader workers decode, the scorer packs views of
-    several videos into each forward pass); each is cached as soon as it is done, and only what
-    ``reduce`` keeps of it stays in memory."""
+def compute_videos(todo: Sequence[int], store: str | os.PathLike, spec: ViewSpec, test_set: TestSet,
+                   runner: ViewRunner, cache: ViewCache, *, num_workers: int, widths: Mapping[str, int],
+                   reduce: Callable[[CachedVideo], Result], desc: str = "evaluate") -> dict[int, Result]:
+    """Decode and run the videos at ``todo`` (DataLoader workers decode, the runner packs views of
+    several videos into each forward pass); each is cached as soon as it is done (its arrays named
+    by the cache, each [V, widths[name]]), and only what ``reduce`` keeps of it stays in memory."""
     from nlflow.store.torch_datasets import TestVideoDataset
 
     videos, labels = test_set.videos, test_set.labels
-    scored: dict[int, VideoResult] = {}
+    done: dict[int, Result] = {}
     loader = torch.utils.data.DataLoader(
-        _SafeViews(TestVideoDataset(str(test_lmdb), spec)), batch_size=None, sampler=list(todo),
-        num_workers=num_workers, pin_memory=scorer.device.type == "cuda",
+        _SafeViews(TestVideoDataset(str(store), spec)), batch_size=None, sampler=list(todo),
+        num_workers=num_workers, pin_memory=runner.device.type == "cuda",
     )
-    empty = np.zeros((0, len(test_set.classes)), np.float32)
-    with tqdm(total=len(todo), unit="video", desc="evaluate", disable=None) as bar:
+    empty = {name: np.zeros((0, widths[name]), np.float32) for name in cache.arrays}
+    with tqdm(total=len(todo), unit="video", desc=desc, disable=None) as bar:
 
         def keep(item: CachedVideo) -> None:
             cache.put(item)
-            scored[item.index] = reduce(item)
+            done[item.index] = reduce(item)
             bar.update(1)
 
         def decoded_views() -> Iterator[tuple[int, torch.Tensor]]:
@@ -112,14 +126,14 @@ def score_videos(todo: Sequence[int], test_lmdb: str | os.PathLike, spec: ViewSp
                     raise LmdbStoreError(store_damage)
                 if error:
                     # Recorded in the cache too, so a resumed run does not retry it.
-                    log.warning("test video %s failed: %s", videos[index], error)
-                    keep(CachedVideo(index, videos[index], labels[index], empty, empty, error))
+                    log.warning("video %s failed: %s", videos[index], error)
+                    keep(CachedVideo(index, videos[index], labels[index], empty, error))
                 else:
                     yield index, views
 
-        for index, probs, logits in scorer.stream(decoded_views()):
-            keep(CachedVideo(index, videos[index], labels[index], probs, logits, ""))
-    return scored
+        for index, *arrays in runner.stream(decoded_views()):
+            keep(CachedVideo(index, videos[index], labels[index], dict(zip(cache.arrays, arrays)), ""))
+    return done
 
 
 def _metrics_from_results(results: Sequence[VideoResult], identity: dict, aggregate: str,
@@ -178,10 +192,11 @@ def evaluate(
                     spec.video_length, spec.sample_rate, cfg.video_length, cfg.sample_rate)
     scorer = ViewScorer(model, batch_size, device, amp)
     identity = cache_identity(checkpoint, spec, test_set, scorer.precision)
-    cache = ScoreCache(cache_path)
+    cache = ViewCache(cache_path)
     cache.open(identity)
     reduce = functools.partial(reduce_video, aggregate=aggregate, views=views)
-    results, run = _score_test_set(test_lmdb, spec, test_set, scorer, cache, num_workers, reduce)
+    results, run = compute_store(test_lmdb, spec, test_set, scorer, cache, num_workers=num_workers,
+                                 widths=score_widths(len(test_set.classes)), reduce=reduce)
 
     # From memory, not read back: what was checked or computed above is what counts.
     metrics, rows = _metrics_from_results(results, identity, aggregate, views, views_subset)
@@ -197,20 +212,25 @@ def evaluate(
     return metrics
 
 
-def _score_test_set(test_lmdb: str | os.PathLike, spec: ViewSpec, test_set: TestSet, scorer: ViewScorer,
-                    cache: ScoreCache, num_workers: int,
-                    reduce: Callable[[CachedVideo], VideoResult]) -> tuple[list[VideoResult], dict]:
-    """What ``reduce`` keeps of every test video, in order (the usable cached ones reused, the others
-    scored now), and the ``run`` record of the metrics: how many were computed, reused, how fast."""
-    shape = (spec.num_views, len(test_set.classes))
-    scored = {item.index: reduce(item) for item in cache.valid_entries(test_set.videos, test_set.labels, shape)}
-    todo = [i for i in range(len(test_set.videos)) if i not in scored]
-    log.info("evaluating %d test videos: %d cached, %d to compute (%s, %d views each, %s)",
-             len(test_set.videos), len(scored), len(todo), scorer.device, spec.num_views, scorer.precision)
+def compute_store(store: str | os.PathLike, spec: ViewSpec, test_set: TestSet, runner: ViewRunner, cache: ViewCache,
+                  *, num_workers: int, widths: Mapping[str, int], reduce: Callable[[CachedVideo], Result],
+                  indices: Sequence[int] | None = None, desc: str = "evaluate") -> tuple[list[Result], dict]:
+    """What ``reduce`` keeps of the store's videos at ``indices`` (default: all), in that order (the
+    usable cached ones reused, the others computed now), and the ``run`` record of the metrics:
+    how many were computed, reused, how fast."""
+    indices = list(range(len(test_set.videos))) if indices is None else list(indices)
+    wanted = set(indices)
+    views = spec.num_views
+    done = {item.index: reduce(item) for item in cache.valid_entries(test_set.videos, test_set.labels, views, widths)
+            if item.index in wanted}
+    todo = [i for i in indices if i not in done]
+    log.info("%s: %d videos, %d cached, %d to compute (%s, %d views each, %s)",
+             desc, len(indices), len(done), len(todo), runner.device, views, runner.precision)
     start = time.perf_counter()
-    reused = len(scored)
+    reused = len(done)
     if todo:
-        scored.update(score_videos(todo, test_lmdb, spec, test_set, scorer, cache, num_workers, reduce))
+        done.update(compute_videos(todo, store, spec, test_set, runner, cache, num_workers=num_workers, widths=widths,
+                                   reduce=reduce, desc=desc))
     seconds = time.perf_counter() - start
     if todo:
         log.info("computed %d videos in %.1f s (%.2f videos/s), reused %d", len(todo), seconds,
@@ -218,25 +238,25 @@ def _score_test_set(test_lmdb: str | os.PathLike, spec: ViewSpec, test_set: Test
     run = {
         "computed": len(todo),
         "reused": reused,
-        "forward_calls": scorer.forward_calls,
+        "forward_calls": runner.forward_calls,
         "seconds": round(seconds, 3),
         "videos_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
-        "device": str(scorer.device),
-        "precision": scorer.precision,
+        "device": str(runner.device),
+        "precision": runner.precision,
     }
-    return [scored[i] for i in range(len(test_set.videos))], run
+    return [done[i] for i in indices], run
 
 
 _RECOMPUTE = "run evaluate again, it recomputes what is damaged (snakemake --forcerun evaluate)"
 
 
-def _checked_results(cache: ScoreCache, identity: dict, reduce: Callable[[CachedVideo], VideoResult]) -> list[VideoResult]:
+def _checked_results(cache: ViewCache, identity: dict, reduce: Callable[[CachedVideo], VideoResult]) -> list[VideoResult]:
     """What ``reduce`` keeps of every entry of a complete cache, each checked against the identity
     (shapes per entry; names and labels all together through the test-set fingerprint), read one
     at a time; one clear error when any is damaged."""
-    shape = (ViewSpec.from_dict(identity["spec"]).num_views, len(identity["classes"]))
+    num_views, widths = ViewSpec.from_dict(identity["spec"]).num_views, score_widths(len(identity["classes"]))
     try:
-        results = [reduce(cache.checked(index, shape)) for index in range(identity["test_set"]["count"])]
+        results = [reduce(cache.checked(index, num_views, widths)) for index in range(identity["test_set"]["count"])]
     except EvaluationError as exc:
         raise EvaluationError(f"{exc}: {_RECOMPUTE}") from None
     fingerprint = videos_fingerprint([result.video for result in results], [result.label for result in results])
@@ -253,7 +273,7 @@ def reaggregate(
     predictions_csv: str | os.PathLike | None = None,
 ) -> dict:
     """Metrics from a finished cache under another aggregation rule or view subset; never runs the network."""
-    cache = ScoreCache(cache_path)
+    cache = ViewCache(cache_path)
     try:
         identity = cache.identity()
     except EvaluationError as exc:

@@ -23,6 +23,7 @@ from nlflow.models.builder import ModelConfig, build_model
 
 FORMAT = "nlflow-model"
 VERSION = 1
+DEFAULT_TEST_SCALE = 256
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -135,3 +136,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model.classes = payload.get("classes")
     model.eval()
     return model
+
+
+def checkpoint_test_scale(extra: dict[str, Any]) -> int:
+    """The short side and crop of a checkpoint's test views: the original's convention, test scale =
+    crop = the low end of the training scale jitter (256 for [256, 320]), read from the trainer's
+    ``extra["settings"]["scale_range"]``; 256 for a checkpoint without training settings."""
+    settings = extra.get("settings")
+    scale_range = settings.get("scale_range") if isinstance(settings, dict) else None
+    if isinstance(scale_range, (list, tuple)) and scale_range:
+        return int(scale_range[0])
+    return DEFAULT_TEST_SCALE

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, write_text_atomic
+from nlflow.fileio import atomic_path, file_digest, write_text_atomic
 from nlflow.train import continuation
 from nlflow.train.continuation import Start, lineage_settings
 from nlflow.train.launch import LaunchError, LaunchPlan, run_plan
@@ -84,3 +84,16 @@ def publish(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy a finished artefact to its rule output atomically (the run folder keeps the original)."""
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def find_run_folder(checkpoint_dir: str | os.PathLike, model: str | os.PathLike) -> Path | None:
+    """The run folder below ``checkpoint_dir`` whose final model has ``model``'s bytes (the train job
+    publishes a copy of it), or None."""
+    model = Path(model)
+    size, digest = model.stat().st_size, None
+    for candidate in sorted(Path(checkpoint_dir).glob(f"*/{FINAL_NAME}")):
+        if candidate.stat().st_size == size:
+            digest = digest or file_digest(model)
+            if file_digest(candidate) == digest:
+                return candidate.parent
+    return None

@@ -36,6 +36,7 @@ from nlflow.train.measure import clip_accuracy, recompute_bn_stats, validation_v
 from nlflow.train.progress import MetricsLog, ProgressLog, Window, data_wait_advice, usable_cores
 from nlflow.train.runtime import Runtime, fitting_accumulate, make_runtime, seed_everything, torch_threads
 from nlflow.train.solver import TrainSettings, build_optimizer, epochs_for, lr_at, set_lr
+from nlflow.train.tensorboard import require_tensorboard
 from nlflow.video.views import to_network_input
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
     loader = DataLoader(train_set, batch_size=micro, sampler=sampler, drop_last=False,
                         generator=torch.Generator().manual_seed(settings.seed),
                         **_loader_kwargs(settings, rt.device.type == "cuda"))
-    metrics = MetricsLog(out_dir / METRICS_NAME, info.is_main, start_iter)
+    metrics = MetricsLog(out_dir / METRICS_NAME, info.is_main, start_iter, tensorboard=settings.tensorboard)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         log.info(
@@ -436,12 +437,16 @@ def train(
             if _finished(state, settings, out_dir):
                 log.info("training in %s already finished at iteration %d", out_dir, state["iteration"])
                 return out_dir / FINAL_NAME
+            if settings.tensorboard:
+                require_tensorboard()  # before any work, not after the first window
             run = set_up(settings, rt, state, train_lmdb, val_lmdb, init_checkpoint, out_dir, class_names)
             try:
                 _run_windows(run)
                 return finish(run)
             except OutOfMemoryError as exc:
                 raise TrainingError(out_of_memory_message(run, exc)) from None
+            finally:
+                run.metrics.close()
     finally:
         ddp.shutdown(rt.info)
 

@@ -21,6 +21,7 @@ from nlflow.errors import TrainingError
 from nlflow.fileio import write_text_atomic
 from nlflow.train import distributed as ddp
 from nlflow.train.solver import TrainSettings, epochs_for
+from nlflow.train.tensorboard import open_writer, write_record
 
 log = logging.getLogger("nlflow.train.loop")
 
@@ -29,13 +30,17 @@ DATA_WAIT_ADVICE_ABOVE = 0.2
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line; only rank 0 writes."""
+    """``metrics.jsonl``: one JSON object per line; only rank 0 writes. With ``tensorboard`` every
+    record also goes to TensorBoard event files in the run folder (:mod:`nlflow.train.tensorboard`)."""
 
-    def __init__(self, path: Path, enabled: bool, resume_iter: int):
+    def __init__(self, path: Path, enabled: bool, resume_iter: int, tensorboard: bool = False):
         self.path = path
         self.enabled = enabled
+        self.writer = None
         if not enabled:
             return
+        if tensorboard:
+            self.writer = open_writer(path.parent, purge_after=resume_iter)
         kept: list[str] = []
         if resume_iter > 0 and path.exists():
             # Lines a killed run wrote after its last checkpoint would be written again: drop them,
@@ -51,6 +56,13 @@ class MetricsLog:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.writer is not None:
+            write_record(self.writer, record)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 @dataclasses.dataclass

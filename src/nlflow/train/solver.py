@@ -33,7 +33,8 @@ ORIGINAL_BN_BATCH = 8
 
 # Settings that change how a run goes, never what it produces: processes and threads, logging,
 # checkpoints, when validation runs (config/README.md gives the evidence for each borderline key).
-OPERATIONAL = frozenset({"num_workers", "threads", "log_period", "checkpoint_period", "keep_checkpoints", "val_period"})
+OPERATIONAL = frozenset({"num_workers", "threads", "log_period", "checkpoint_period", "keep_checkpoints", "val_period",
+                         "tensorboard"})
 
 
 @dataclass
@@ -88,6 +89,8 @@ class TrainSettings:
     # torch intra-op threads of each training process; 0 leaves torch's default. On a small CPU
     # machine whose cores the loader workers share, 1 avoids OpenMP threads stalling each other.
     threads: int = 0
+    # Also write metrics.jsonl's records as TensorBoard event files in the run folder.
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         if self.lr_steps is None:

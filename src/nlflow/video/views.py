@@ -54,6 +54,20 @@ class ViewSpec:
         return cls(**{key: int(value) for key, value in data.items()})
 
 
+# predict's and features' view layouts: views -> (clips, crops). 30 = the original's 10 clips x 3
+# crops; 3 = 3 clips spread along time x the centre crop; 1 = one clip (from frame 0), centre crop.
+VIEW_LAYOUTS: dict[int, tuple[int, int]] = {30: (10, 3), 3: (3, 1), 1: (1, 1)}
+
+
+def layout_spec(*, video_length: int, sample_rate: int, scale: int, views: int = 30) -> ViewSpec:
+    """The test views of one of :data:`VIEW_LAYOUTS` at short side = crop = ``scale``."""
+    if views not in VIEW_LAYOUTS:
+        raise ConfigError(f"views must be one of {sorted(VIEW_LAYOUTS, reverse=True)}, got {views}")
+    clips, crops = VIEW_LAYOUTS[views]
+    return ViewSpec(video_length=int(video_length), sample_rate=int(sample_rate), num_clips=clips, num_crops=crops,
+                    scale=int(scale), crop_size=int(scale))
+
+
 def _clip_from_start(start: int, num_frames: int, video_length: int, sample_rate: int) -> list[int]:
     # Periodic sampling, as the original's decoder: a clip that runs past the end continues from
     # frame 0, so a video shorter than one clip span still gives full clips.

@@ -246,7 +246,10 @@ def evaluate(
     cache_dir: str,
     operational: Mapping[str, Any],
     amp: str = "none",
+    tensorboard: Mapping[str, Any] | None = None,
 ) -> None:
+    """Evaluate ``model``; with ``tensorboard["enabled"]``, add the results to the TensorBoard
+    events of the training run below ``tensorboard["runs"]`` that produced the model."""
     from nlflow.evaluate.run import evaluate as run_evaluation
     from nlflow.video.views import ViewSpec
 
@@ -259,6 +262,43 @@ def evaluate(
         "video-level top-1 %.4f, top-5 %.4f over the %d listed test videos (%d views each)",
         metrics["top1"], metrics["top5"], metrics["num_listed"], spec.num_views,
     )
+    if tensorboard and tensorboard.get("enabled"):
+        _log_evaluation_to_tensorboard(model, metrics, tensorboard["runs"])
+
+
+def _log_evaluation_to_tensorboard(model: str, metrics: Mapping[str, Any], runs: str) -> None:
+    from nlflow.evaluate.tensorboard_log import log_evaluation
+    from nlflow.models import read_checkpoint
+    from nlflow.train.job import find_run_folder
+
+    run_dir = find_run_folder(runs, model)
+    if run_dir is None:
+        log.warning("no training run below %s produced %s: the confusion matrix goes to no TensorBoard events", runs, model)
+        return
+    step = int((read_checkpoint(model).get("extra") or {}).get("iterations", 0))
+    events = log_evaluation(run_dir, metrics, step)
+    log.info("TensorBoard: confusion matrix and video top-1 / top-5 at iteration %d in %s", step, events)
+
+
+def extract_features(
+    model: str,
+    store: str,
+    out: str,
+    views: Mapping[str, Any],
+    per_clip: bool,
+    cache_dir: str,
+    operational: Mapping[str, Any],
+) -> None:
+    """One embedding per listed video of ``store`` (per clip with ``per_clip``) into ``out`` (parquet)."""
+    from nlflow.features.extract import store_features
+    from nlflow.video.views import ViewSpec
+
+    spec = ViewSpec.from_dict(dict(views))
+    summary = store_features(model, store, spec, cache_dir, out, per_clip=per_clip,
+                             batch_size=operational["batch_size"], num_workers=operational["num_workers"])
+    log.info("features of %d videos (%d rows, %d without features; %d computed, %d from the cache) -> %s",
+             summary["videos"], summary["rows"], len(summary["failed"]), summary["run"]["computed"],
+             summary["run"]["reused"], out)
 
 
 def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mapping[str, Any],

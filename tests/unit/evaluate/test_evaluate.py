@@ -166,19 +166,19 @@ def test_scorer_batches_across_videos_without_changing_scores():
 
 
 def _synthetic_cache(path: Path, videos: int, classes: int = 101, views: int = 30) -> None:
-    from nlflow.evaluate.score_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ScoreCache, videos_fingerprint
+    from nlflow.evaluate.view_cache import CACHE_FORMAT, CACHE_VERSION, CachedVideo, ViewCache, videos_fingerprint
 
     rng = np.random.default_rng(0)
     names, labels = [f"c/v{i:05d}.avi" for i in range(videos)], [i % classes for i in range(videos)]
     spec = ViewSpec(video_length=8, sample_rate=8, num_clips=views // 3, num_crops=3, scale=16, crop_size=16)
-    cache = ScoreCache(path)
+    cache = ViewCache(path)
     cache.open({"format": CACHE_FORMAT, "version": CACHE_VERSION, "checkpoint_sha256": "0" * 64,
                 "spec": spec.to_dict(), "classes": [f"k{c}" for c in range(classes)], "precision": "fp32",
                 "test_set": {"count": videos, "videos_sha256": videos_fingerprint(names, labels), "excluded": []}})
     for index, (name, label) in enumerate(zip(names, labels)):
         logits = rng.normal(size=(views, classes)).astype(np.float32)
         probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
-        cache.put(CachedVideo(index, name, label, probs, logits, ""))
+        cache.put(CachedVideo(index, name, label, {"probs": probs, "logits": logits}, ""))
 
 
 def test_metrics_keep_a_few_floats_per_video_not_every_views_scores(tmp_path):

@@ -1,10 +1,12 @@
-"""The per-video score cache of evaluation: a killed run resumes where it stopped, and another
-aggregation rule (:func:`nlflow.evaluate.run.reaggregate`) never runs the network again.
+"""The per-video cache of per-view arrays: evaluation's scores (a killed run resumes where it
+stopped, and another aggregation rule, :func:`nlflow.evaluate.run.reaggregate`, never runs the
+network again) and ``nlflow features``' embeddings.
 
 Layout (a directory)::
 
-    identity.json         checkpoint SHA-256, view spec, test-set fingerprint, classes, precision
-    videos/00000012.npz   probs [V, C], logits [V, C] (float32), video, label, error ("" when fine)
+    identity.json         format, checkpoint SHA-256, view spec, video-set fingerprint, classes, precision
+    videos/00000012.npz   the arrays, each [V, width] float32 (evaluation: probs and logits [V, C];
+                          features: embeddings [V, D]), video, label, error ("" when fine)
 
 A cache whose identity differs from the current run is emptied before use: stale scores are never
 mixed in. Damage is recomputed, never fatal: an unreadable ``identity.json`` empties the cache like a
@@ -21,7 +23,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "nlflow-eval-cache"
 CACHE_VERSION = 1
+SCORE_ARRAYS = ("probs", "logits")
 
 
 def videos_fingerprint(videos: Sequence[str], labels: Sequence[int]) -> str:
@@ -48,9 +51,16 @@ class CachedVideo:
     index: int
     video: str
     label: int
-    probs: np.ndarray  # [V, C] float32 ([0, C] when the video failed)
-    logits: np.ndarray
+    arrays: dict[str, np.ndarray]  # name -> [V, width] float32 ([0, width] when the video failed)
     error: str
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self.arrays["probs"]
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.arrays["logits"]
 
 
 # identity.json's fields and their JSON types (a changed byte can leave valid JSON behind).
@@ -70,11 +80,13 @@ def _identity_problem(identity: object) -> str | None:
     return f"missing or bad {', '.join(bad)}" if bad else None
 
 
-class ScoreCache:
-    """The per-video score directory described in the module docstring."""
+class ViewCache:
+    """The per-video directory described in the module docstring; ``arrays`` names what each entry holds."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, arrays: Sequence[str] = SCORE_ARRAYS, name: str = "evaluation cache"):
         self.path = Path(path)
+        self.arrays = tuple(arrays)
+        self.name = name  # what messages call it
         self.videos_dir = self.path / "videos"
         self.identity_path = self.path / "identity.json"
 
@@ -94,7 +106,7 @@ class ScoreCache:
     def open(self, identity: dict) -> None:
         """Use the cache for ``identity``; a cache made for anything else, or of unknown identity, is emptied first."""
         if self.path.exists() and not self.path.is_dir():
-            raise EvaluationError(f"evaluation cache {self.path} exists and is not a directory")
+            raise EvaluationError(f"{self.name} {self.path} exists and is not a directory")
         try:
             current, damage = self.identity(), None
         except EvaluationError as exc:
@@ -104,7 +116,8 @@ class ScoreCache:
             if damage is not None:
                 log.warning("%s; recomputing every video (discarding %d cached)", damage, len(stale))
             elif current is not None:
-                log.warning("evaluation cache %s was made for another checkpoint/spec/test set; discarding %d videos", self.path, len(stale))
+                log.warning("%s %s was made for another checkpoint/spec/video set; discarding %d videos", self.name, self.path,
+                            len(stale))
             for path in stale:
                 path.unlink()
             self.path.mkdir(parents=True, exist_ok=True)
@@ -125,8 +138,7 @@ class ScoreCache:
         with atomic_path(self._file(item.index)) as tmp, open(tmp, "wb") as f:
             np.savez(
                 f,
-                probs=item.probs.astype(np.float32),
-                logits=item.logits.astype(np.float32),
+                **{name: item.arrays[name].astype(np.float32) for name in self.arrays},
                 video=np.array(item.video),
                 label=np.array(item.label),
                 error=np.array(item.error),
@@ -137,45 +149,48 @@ class ScoreCache:
         path = self._file(index)
         try:
             with np.load(path, allow_pickle=False) as data:
-                return CachedVideo(
-                    index, str(data["video"]), int(data["label"]), data["probs"], data["logits"], str(data["error"])
-                )
+                return CachedVideo(index, str(data["video"]), int(data["label"]),
+                                   {name: data[name] for name in self.arrays}, str(data["error"]))
         except _UNREADABLE_NPZ as exc:
             raise EvaluationError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
 
-    def checked(self, index: int, shape: tuple[int, int], video: tuple[str, int] | None = None) -> CachedVideo:
-        """Entry ``index`` if it loads, has scores of ``shape`` ([V, C]; [0, C] for a video that
-        failed to decode) and, when given, belongs to ``video`` (name, label); else EvaluationError
-        saying what is wrong."""
+    def checked(self, index: int, num_views: int, widths: Mapping[str, int],
+                video: tuple[str, int] | None = None) -> CachedVideo:
+        """Entry ``index`` if it loads, holds each array of ``widths`` as [num_views, width] ([0,
+        width] for a video that failed to decode) and, when given, belongs to ``video`` (name,
+        label); else EvaluationError saying what is wrong."""
         item = self.get(index)
-        expected_shape = (0, shape[1]) if item.error else shape
         problems = []
         if video is not None and (item.video, item.label) != video:
             problems.append(f"holds {item.video!r} label {item.label}, not {video[0]!r} label {video[1]}")
-        for name, scores in (("probs", item.probs), ("logits", item.logits)):
-            if scores.shape != expected_shape or scores.dtype != np.float32 or not np.isfinite(scores).all():
-                problems.append(f"{name} {scores.dtype}{list(scores.shape)} instead of finite float32{list(expected_shape)}")
+        for name, width in widths.items():
+            values = item.arrays[name]
+            expected_shape = (0 if item.error else num_views, width)
+            if values.shape != expected_shape or values.dtype != np.float32 or not np.isfinite(values).all():
+                problems.append(f"{name} {values.dtype}{list(values.shape)} instead of finite float32{list(expected_shape)}")
         if problems:
             raise EvaluationError(f"{self._file(index)} does not match this test set: {'; '.join(problems)}")
         return item
 
-    def valid_entries(self, videos: Sequence[str], labels: Sequence[int], shape: tuple[int, int]) -> Iterator[CachedVideo]:
+    def valid_entries(self, videos: Sequence[str], labels: Sequence[int], num_views: int,
+                      widths: Mapping[str, int]) -> Iterator[CachedVideo]:
         """The usable cached entries, one at a time (all of them together could fill the memory); each
         damaged or inconsistent one is logged once and deleted, so that it is computed again."""
         for index in sorted(self.done() & set(range(len(videos)))):
             try:
-                item = self.checked(index, shape, (videos[index], labels[index]))
+                item = self.checked(index, num_views, widths, (videos[index], labels[index]))
             except EvaluationError as exc:
-                log.warning("evaluation cache: %s; recomputing %s", exc, videos[index])
+                log.warning("%s: %s; recomputing %s", self.name, exc, videos[index])
                 self._file(index).unlink(missing_ok=True)
                 continue
             yield item
 
 
-def cache_identity(checkpoint: Path, spec: ViewSpec, test_set: TestSet, precision: str) -> dict:
-    """What cached scores are valid for: another checkpoint, view spec, test set or precision empties the cache."""
+def cache_identity(checkpoint: Path, spec: ViewSpec, test_set: TestSet, precision: str,
+                   cache_format: str = CACHE_FORMAT) -> dict:
+    """What cached arrays are valid for: another checkpoint, view spec, test set or precision empties the cache."""
     return {
-        "format": CACHE_FORMAT,
+        "format": cache_format,
         "version": CACHE_VERSION,
         "checkpoint_sha256": file_digest(checkpoint),
         "spec": spec.to_dict(),

@@ -1,0 +1,1 @@
+"""The test-mode network exported for deployment (``.onnx``, ``.pt2``) and loaded back for inference."""

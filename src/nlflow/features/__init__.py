@@ -1,0 +1,1 @@
+"""Video embeddings from a trained network (``nlflow features``, ``snakemake features``)."""
