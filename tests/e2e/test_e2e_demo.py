@@ -1,8 +1,9 @@
 """End-to-end: the README's demo (config/demo.yaml, unchanged) with real Snakemake in a temporary folder.
 
 Every stage real, the undecodable video reported and excluded, the too-short videos kept (sampled
-periodically, as the original), the network learns motion (video top-1 >= 0.75 and validation clip
-top-1 >= 0.85; chance is 0.2), and a second run has nothing to do.
+periodically, as the original), the network learns motion (video top-1 and validation clip top-1
+>= 0.8; chance is 0.2; docs/demo.md gives the range measured over seeds and thread counts), and a
+second run has nothing to do.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def test_whole_dag_produces_metrics(finished_run):
     # 5 classes x 7 test groups x 2 clips, all listed and all scored (one is shorter than a clip).
     assert metrics["num_listed"] == metrics["num_videos"] == 70
     assert metrics["failed_videos"] == [] and metrics["excluded_videos"] == []
-    # Chance is 0.2. The original's test protocol runs 7 of the 10 clips of the demo's 80-frame videos
-    # past the end and on from frame 0 (a jump in the motion): docs/demo.md has the numbers.
-    assert metrics["top1"] >= 0.75, {key: metrics[key] for key in ("top1", "top5", "clip_top1")}
+    # Chance is 0.2. Measured over 3 seeds x 1 and 2 threads (docs/demo.md): video top-1 >= 0.93 and
+    # validation >= 0.93; the bars leave room for another CPU's float rounding to take another path.
+    assert metrics["top1"] >= 0.8, {key: metrics[key] for key in ("top1", "top5", "clip_top1")}
     training = [json.loads(line) for line in (workdir / "results/train/metrics.jsonl").read_text().splitlines()]
-    assert [r for r in training if "val_top1" in r][-1]["val_top1"] >= 0.85  # one clip from frame 0: no wrap
+    assert [r for r in training if "val_top1" in r][-1]["val_top1"] >= 0.8
     with open(workdir / "results/evaluate/predictions.csv") as handle:
         assert "Grow/v_Grow_g03_c01.avi" in {row["video"] for row in csv.DictReader(handle)}
     assert (workdir / "results/train/model_final.pt").stat().st_size > 0

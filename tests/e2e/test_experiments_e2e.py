@@ -24,7 +24,7 @@ def test_the_demo_ablation_config_is_the_demo_plus_its_table():
 def _small_config(**overrides):
     """The demo, cheap: one clip per group, a few iterations, two test clips."""
     base = demo_config(
-        demo={"clips_per_group": 1},
+        demo={"clips_per_group": 1, "num_frames": 48},
         train={"max_iter": 6, "val_period": 0, "precise_bn_iters": 2, "log_period": 2, "checkpoint_period": 100,
                "lr_steps": [0], "lr_relative": [1.0], "warmup_iters": 0},
         test={"num_clips": 2},

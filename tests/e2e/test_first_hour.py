@@ -26,7 +26,7 @@ ZOO_NAME = "i3d_nonlocal_8x8_IN_pretrain_400k"
 CHEAP = {
     "downscale": {"short_side": 64},
     "train": {"batch_size": 2, "max_iter": 2, "crop_size": 56, "scale_range": [64, 72], "precise_bn_iters": 1,
-              "val_batches": 1, "checkpoint_period": 2, "log_period": 1, "num_workers": 0},
+              "val_videos": 2, "checkpoint_period": 2, "log_period": 1, "num_workers": 0},
     "test": {"num_clips": 1, "scale": 64, "crop_size": 64, "batch_size": 1, "num_workers": 0},
 }
 

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 # The demo, smaller and with a 2-iteration training that asks for one GPU: train.gpus only sets
 # the rule's `gpu` resource (the SLURM request); without CUDA the job trains on the CPU.
 TEST_CONFIG = demo_config(
-    demo={"clips_per_group": 1},
+    demo={"clips_per_group": 1, "num_frames": 48},  # plumbing, not learning: short videos
     train={
         "gpus": 1, "max_iter": 2, "batch_size": 2, "lr_steps": [0], "lr_relative": [1.0], "warmup_iters": 0,
         "checkpoint_period": 2, "log_period": 1, "val_period": 0, "val_videos": 2, "precise_bn_iters": 0,

@@ -52,12 +52,12 @@ MAX_ITER = 24
 # The demo network, smaller data, no dropout and frozen BN (the weights must not depend on how
 # the global batch of 2 is split over the processes), a checkpoint every 2 iterations.
 TEST_CONFIG = demo_config(
-    demo={"clips_per_group": 1},
+    demo={"clips_per_group": 1, "num_frames": 48},  # plumbing, not learning: short videos
     model={"frozen_bn": True, "dropout": 0.0},
     train={
         "gpus": 1, "nodes": 2, "max_iter": MAX_ITER, "batch_size": 2, "lr_steps": [0], "lr_relative": [1.0],
         "warmup_iters": 0, "checkpoint_period": 2, "keep_checkpoints": 2, "log_period": 1, "val_period": 0,
-        "val_batches": 1, "precise_bn_iters": 0, "num_workers": 0,
+        "val_videos": 2, "precise_bn_iters": 0, "num_workers": 0,
     },
 )
 # The most a dead training process may take to end its job (a hang detector, not a speed test):
