@@ -137,10 +137,21 @@ def lists_inputs(wildcards):
 
 
 def downscale_source_params():
-    """A `folder` dataset's inventory, so added or changed videos re-run downscale; nothing otherwise."""
-    if DATASET.kind.name != "folder":
+    """A user's folder's inventory (`folder`, a Kinetics copy), so added or changed videos re-run
+    downscale, and which of a Kinetics copy's folders it reads; nothing for other kinds."""
+    params = {}
+    if "inventory" in LISTS_SETTINGS:
+        params["inventory"] = LISTS_SETTINGS["inventory"]
+    if DATASET.video_folders() is not None:
+        params["folders"] = sorted(DATASET.video_folders().values())
+    return params
+
+
+def lists_extra_outputs():
+    """missing.csv for the kinds whose annotations may list videos the copy lacks (Kinetics)."""
+    if DATASET.kind.name != "kinetics400":
         return {}
-    return {"inventory": LISTS_SETTINGS["inventory"]}
+    return {"missing": f"{LISTS}/missing.csv"}
 
 
 def model_params(wildcards):

@@ -1,6 +1,7 @@
 # The configured dataset's splits -> 0-based train / val / test lists, the class names, and
 # lists.json (how the lists were made, e.g. whether validation uses the test list). How depends on
-# dataset.name (nlflow.lists.datasets): official split files, or the user's folder and lists.
+# dataset.name (nlflow.lists.datasets): official split files, the user's folder and lists, or a
+# Kinetics copy and its annotations.
 
 
 rule make_lists:
@@ -12,6 +13,8 @@ rule make_lists:
         test=f"{LISTS}/test.txt",
         classes=f"{LISTS}/classes.txt",
         summary=f"{LISTS}/lists.json",
+        # Kinetics: the listed videos the copy lacks, by id (other kinds' lists hold only videos on disk).
+        **lists_extra_outputs(),
     log:
         R(f"logs/make_lists/split{SPLIT}.log"),
     conda:

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out_dir", help="folder for the archives (or videos/ tree) and demo_manifest.json")
     demo.add_argument("--format", choices=FORMATS, default="ucf101",
                       help="ucf101: UCF101.rar + split zip; hmdb51: hmdb51_org.rar (one RAR per class) + "
-                           "test_train_splits.rar; folder: videos/<class>/<video> (default ucf101)")
+                           "test_train_splits.rar; folder: videos/<class>/<video>; kinetics_cvdf / kinetics_folders: "
+                           "kinetics400/ as the CVDF mirror or in class folders, with annotations/*.csv (default ucf101)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
     demo.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES,
                       help=f"frames per video (default {DEFAULT_NUM_FRAMES})")

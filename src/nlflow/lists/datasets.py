@@ -19,6 +19,7 @@ from nlflow.errors import ConfigError
 from nlflow.lists.folder import compile_group_pattern, folder_classes, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
+from nlflow.lists.kinetics import copy_inventory, find_layout, kinetics_lists, label_set, video_folders
 from nlflow.lists.listfiles import DatasetLists
 from nlflow.lists.ucf101 import ucf101_lists
 from nlflow.lists.video_tree import video_root
@@ -27,8 +28,11 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_PARTS = ("videos", "splits")
 DEMO_NUM_CLASSES = 5  # len(nlflow.demo.dataset.DEMO_CLASSES); not imported here to keep start-up light
-# Keys only one kind reads: set for another kind they are a mistake, not something to ignore.
-FOLDER_ONLY_KEYS = ("root", "lists", "group_pattern")
+# Keys only some kinds read: set for another kind they are a mistake, not something to ignore.
+KEYS_OF_KINDS = {"root": ("folder", "kinetics400"), "lists": ("folder",), "group_pattern": ("folder",),
+                 "test_list": ("kinetics400",), "classes": ("kinetics400",)}
+# The kinds whose videos are a folder the user points at (dataset.root), not an extracted archive.
+ROOT_KINDS = ("folder", "kinetics400")
 
 
 def _ucf101(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
@@ -45,6 +49,11 @@ def _folder(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None
     return folder_lists(videos_dir, settings.get("lists"), settings.get("test_fraction", 0.3),
                         settings.get("seed", 0), settings.get("group_pattern"), settings["num_classes"],
                         KINDS["folder"].count_origin)
+
+
+def _kinetics(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
+    return kinetics_lists(videos_dir, settings.get("test_list") or "val", settings.get("classes"),
+                          settings["num_classes"], KINDS["kinetics400"].count_origin)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +82,8 @@ KINDS = {
         DatasetKind("demo", "the demo", ARCHIVE_PARTS, False, DEMO_NUM_CLASSES, ("split",), _ucf101),
         DatasetKind("hmdb51", "HMDB-51", ARCHIVE_PARTS, True, 51, ("split",), _hmdb51),
         DatasetKind("folder", "your folder", (), False, None, ("root", "lists", "group_pattern"), _folder),
+        # A copy the user has (dataset.root); labels are the original's classids.json ids.
+        DatasetKind("kinetics400", "Kinetics-400", (), False, 400, ("root", "test_list", "classes"), _kinetics),
     )
 }
 
@@ -111,7 +122,14 @@ class DatasetSpec:
         if self.kind.name == "folder":
             # The folder is not an output of any rule: its content must reach Snakemake another way.
             settings["inventory"] = folder_inventory(self.root)
+        if self.kind.name == "kinetics400":
+            settings["inventory"] = copy_inventory(self.root)
         return settings
+
+    def video_folders(self) -> list[str] | None:
+        """The top folders of the video source that hold the dataset's videos (None: all of it).
+        A Kinetics copy's test/ split and anything else beside train/ and val/ is not downscaled."""
+        return video_folders(self.root) if self.kind.name == "kinetics400" else None
 
 
 def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text) -> DatasetSpec:
@@ -125,6 +143,8 @@ def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lamb
     settings = dict(section)
     if settings.get("root") is not None:
         settings["root"] = expand(settings["root"])
+    if isinstance(settings.get("classes"), str):
+        settings["classes"] = read_class_names(expand(settings["classes"]))
     if settings.get("lists"):
         settings["lists"] = {name: expand(path) if path else path for name, path in settings["lists"].items()}
     _check_keys(kind, settings)
@@ -137,11 +157,15 @@ def _check_keys(kind: DatasetKind, settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"dataset.{part} is required for dataset.name {kind.name} (filename, urls, checksum)")
         if part not in kind.archives and settings.get(part):
             raise ConfigError(f"dataset.{part} is not used with dataset.name {kind.name}: remove it")
-    for key in FOLDER_ONLY_KEYS:
-        if kind.name != "folder" and settings.get(key):
-            raise ConfigError(f"dataset.{key} is only used with dataset.name folder (this is {kind.name})")
+    for key, kinds in KEYS_OF_KINDS.items():
+        if kind.name not in kinds and settings.get(key):
+            raise ConfigError(f"dataset.{key} is only used with dataset.name {' or '.join(kinds)} (this is {kind.name})")
     if kind.name == "folder" and not settings.get("root"):
         raise ConfigError("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
+    if kind.name == "kinetics400":
+        if not settings.get("root"):
+            raise ConfigError("dataset.root is required for dataset.name kinetics400 (the folder of your Kinetics copy)")
+        find_layout(settings["root"])  # a root that fits neither layout stops here, before any job
     lists = {name: path for name, path in (settings.get("lists") or {}).items() if path}
     if lists and not {"train", "test"} <= set(lists):
         raise ConfigError("dataset.lists needs both train and test (val is optional)")
@@ -160,6 +184,11 @@ def _resolve_num_classes(kind: DatasetKind, settings: Mapping[str, Any]) -> int:
                 f"class folders ({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})"
             )
         return len(classes)
+    if kind.name == "kinetics400" and settings.get("classes") is not None:
+        classes = label_set(settings["classes"]).names
+        if configured is not None and configured != len(classes):
+            raise ConfigError(f"dataset.num_classes is {configured} but dataset.classes names {len(classes)} classes")
+        return len(classes)
     return configured if configured is not None else kind.official_num_classes
 
 
@@ -173,4 +202,12 @@ def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLik
 
 def video_source_dir(spec: DatasetSpec, extracted_videos: str) -> str:
     """The folder the downscale and lists stages read videos from: the user's root or the extraction."""
-    return str(Path(spec.root)) if spec.kind.name == "folder" else extracted_videos
+    return str(Path(spec.root)) if spec.kind.name in ROOT_KINDS else extracted_videos
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """``dataset.classes`` given as a file: one class name per line, label = line order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"dataset.classes: no such file {path} (a file of class names, one per line, or a list)")
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]

@@ -85,6 +85,10 @@ def make_lists(
         Path(out["train"]).parent,
     )
     log.info("%s", VALIDATION_TEXT[summary["validation"]])
+    if lists.missing:
+        by_split = ", ".join(f"{count} {split}" for split, count in summary["missing_by_split"].items())
+        log.warning("%d listed videos are not in the copy (%s; missing test videos count as wrong, as the "
+                    "original counts them), named in %s", len(lists.missing), by_split, out.get("missing", "missing.csv"))
 
 
 def downscale(
@@ -96,13 +100,21 @@ def downscale(
     keyframe_interval: int,
     qscale: int,
     n_jobs: int,
+    folders: Sequence[str] | None = None,
 ) -> None:
+    """Every video of the source, or with ``folders`` (a Kinetics copy's split folders) every video
+    below those top folders of ``extracted_dir``, taken as it is (no top folder unwrapped)."""
     from nlflow.fileio import resumable_dir
     from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.video.downscale import downscale_all
 
-    root = video_root(extracted_dir)
-    videos = list_videos(root)
+    if folders is None:
+        root = video_root(extracted_dir)
+        videos = list_videos(root)
+    else:
+        root = Path(extracted_dir)
+        videos = [f"{folder}/{rel}" for folder in folders for rel in list_videos(root / folder)]
+        log.info("reading %s of %s", ", ".join(f"{folder}/" for folder in folders), root)
     if not videos:
         raise NlflowError(f"no videos found under {root}")
     # A killed job leaves its finished videos in the work folder; the re-run reuses them.
