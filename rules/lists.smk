@@ -8,13 +8,14 @@ rule make_lists:
     input:
         unpack(lists_inputs),
     output:
+        # Kinetics: missing.csv, the listed videos the copy lacks, by id (other kinds' lists hold
+        # only videos on disk).
+        **lists_extra_outputs(),
         train=f"{LISTS}/train.txt",
         val=f"{LISTS}/val.txt",
         test=f"{LISTS}/test.txt",
         classes=f"{LISTS}/classes.txt",
         summary=f"{LISTS}/lists.json",
-        # Kinetics: the listed videos the copy lacks, by id (other kinds' lists hold only videos on disk).
-        **lists_extra_outputs(),
     log:
         R(f"logs/make_lists/split{SPLIT}.log"),
     conda:

@@ -41,6 +41,8 @@ rule clean_weights:
         mem_mb=4000,
         runtime=10,
     params:
+        # Kinetics' class names; whether the network is evaluated as converted (train.enabled).
+        **clean_weights_extra_params(),
         model=model_params,
         drop_head=exp_setting("pretrained", "drop_head"),
         keep_bn_stats=exp_setting("pretrained", "keep_bn_stats"),

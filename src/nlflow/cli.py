@@ -61,7 +61,12 @@ def _weights_inspect(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from nlflow.predict import format_predictions, predict_videos
 
-    predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views,
+    checkpoint = args.checkpoint
+    if args.model is not None:
+        from nlflow.weights.cache import released_checkpoint
+
+        checkpoint = released_checkpoint(args.model)
+    predictions = predict_videos(args.videos, checkpoint, topk=args.topk, views=args.views,
                                  aggregate=args.aggregate, amp=args.amp)
     print(format_predictions(predictions, as_json=args.json))
     failed = [p for p in predictions if p.error]
@@ -114,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
     predict.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")
-    predict.add_argument("--checkpoint", required=True, help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    network = predict.add_mutually_exclusive_group(required=True)
+    network.add_argument("--checkpoint", help="an nlflow checkpoint, e.g. results/train/model_final.pt")
+    network.add_argument("--model", help="a released Kinetics-400 model by name (`nlflow weights list`), downloaded "
+                                         "and converted on first use into the cache ($NLFLOW_CACHE, else ~/.cache/nlflow)")
     predict.add_argument("--topk", type=int, default=5, help="how many classes to print per video (default 5)")
     predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30,
                          help="30: 10 clips x 3 crops (the test protocol); 3: 3 clips x centre crop; 1: one clip")

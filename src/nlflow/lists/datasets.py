@@ -126,7 +126,13 @@ class DatasetSpec:
             settings["inventory"] = copy_inventory(self.root)
         return settings
 
-    def video_folders(self) -> list[str] | None:
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class names when the configuration fixes them (Kinetics: classids.json or
+        dataset.classes); None where only the data tells."""
+        return label_set(self.settings.get("classes")).names if self.kind.name == "kinetics400" else None
+
+    def video_folders(self) -> dict[str, str] | None:
         """The top folders of the video source that hold the dataset's videos (None: all of it).
         A Kinetics copy's test/ split and anything else beside train/ and val/ is not downscaled."""
         return video_folders(self.root) if self.kind.name == "kinetics400" else None

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from nlflow.errors import NlflowError
+from nlflow.lists.kinetics_facts import kinetics400_classes
 from nlflow.models.builder import ModelConfig, build_model
 from nlflow.models.checkpoint import read_checkpoint, save_checkpoint
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
@@ -70,6 +71,7 @@ def convert_caffe2_to_checkpoint(
     seed: int = 0,
     init_missing_nonlocal: bool = False,
     zoo_name: str | None = None,
+    require_head: bool = False,
 ) -> ConvertReport:
     """Clean a Caffe2 pickle and write it as our checkpoint (``models.checkpoint`` format).
 
@@ -82,6 +84,10 @@ def convert_caffe2_to_checkpoint(
     Without ``model_cfg`` the network is inferred from the blobs (:mod:`nlflow.weights.infer`);
     the zoo entry ``zoo_name``, or else the one whose file name ``src`` carries, supplies the
     clip shape and stem. With ``model_cfg``, settings that differ from that entry are logged.
+
+    ``require_head``: the file's classifier must be kept (the network is evaluated as converted),
+    else nothing is written. A released Kinetics model whose classifier is kept is saved with the
+    names of its 400 outputs (classids.json) unless ``classes`` names them.
     """
     num_classes = _target_classes(num_classes, classes, model_cfg)
     raw = read_caffe2_pickle(src)
@@ -103,6 +109,11 @@ def convert_caffe2_to_checkpoint(
         log.warning("%s: %s", src, note)
 
     head_missing = "pred_w" not in blobs and "pred_b" not in blobs
+    if require_head and head_missing:
+        reason = clean_report.head_reason or "the file has none"
+        raise ConvertError(f"{src}: a network evaluated as converted keeps its own classifier, but it was dropped ({reason})")
+    if classes is None and not head_missing and entry is not None and model_cfg.num_classes == len(kinetics400_classes()):
+        classes = list(kinetics400_classes())  # the released models' outputs, in classids.json order
     model, load_report = _network_from_blobs(blobs, model_cfg, seed, head_missing, init_missing_nonlocal, src)
     if load_report.leftover:
         notes.append(f"{len(load_report.leftover)} blobs did not match any tensor of the network")

@@ -178,20 +178,30 @@ def write_lmdb(
     log.info("%s store: %d records -> %s", kind, count, out)
 
 
-def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool) -> None:
+def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool,
+                  classes: Sequence[str] | None = None, evaluate_as_is: bool = False) -> None:
+    """The pretrained network as an nlflow checkpoint (``classes``: the dataset's names, when known
+    before the lists are made). ``evaluate_as_is``: no training follows, so the file's own
+    classifier must fit the dataset (a new one would score at chance)."""
     from nlflow.models.builder import ModelConfig, build_model
     from nlflow.models.checkpoint import save_checkpoint
     from nlflow.weights.convert import convert_caffe2_to_checkpoint
 
     config = ModelConfig.from_dict(dict(model))
+    classes = list(classes) if classes is not None else None
     if pkl is None:
+        if evaluate_as_is:
+            raise NlflowError("train.enabled is false but no pretrained weights are configured: there is nothing to evaluate")
         log.warning("no pretrained weights configured: training starts from a fresh initialisation")
-        save_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
+        save_checkpoint(out, build_model(config), classes=classes, extra={"source": "scratch"})
         return
-    convert_caffe2_to_checkpoint(
-        pkl, out, model_cfg=config, num_classes=config.num_classes,
-        drop_head=drop_head, keep_bn_stats=keep_bn_stats,
+    report = convert_caffe2_to_checkpoint(
+        pkl, out, model_cfg=config, num_classes=config.num_classes, classes=classes,
+        drop_head=drop_head, keep_bn_stats=keep_bn_stats, require_head=evaluate_as_is,
     )
+    if evaluate_as_is:
+        log.info("train.enabled is false: this network, with its own %d-class classifier, is what evaluate scores",
+                 report.model_config.num_classes)
 
 
 def train(
@@ -271,11 +281,15 @@ def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mappin
 
 
 def compare(experiments: Sequence[str], eval_metrics: Sequence[str], train_metrics: Sequence[str],
-            models: Sequence[str], out: Mapping[str, str]) -> None:
+            models: Sequence[str], out: Mapping[str, str], trains: Sequence[bool] | None = None) -> None:
+    """One comparison row per experiment; ``models`` are the evaluated networks, ``train_metrics``
+    the training logs of the experiments whose ``trains`` entry is true (all, when not given)."""
+    trains = [True] * len(experiments) if trains is None else list(trains)
     from nlflow.evaluate.compare import experiment_row, write_comparison
 
-    rows = [experiment_row(name, metrics, training, model)
-            for name, metrics, training, model in zip(experiments, eval_metrics, train_metrics, models)]
+    trained = iter(train_metrics)  # one file per experiment that trains (``trains``), in order
+    rows = [experiment_row(name, metrics, next(trained) if does_train else None, model)
+            for name, metrics, model, does_train in zip(experiments, eval_metrics, models, trains)]
     frame = write_comparison(rows, out["table"], out["markdown"], out["chart"])
     for row in frame.itertuples():
         log.info("%s: video top-1 %.4f, top-5 %.4f, clip top-1 %.4f", row.experiment, row.top1, row.top5, row.clip_top1)

@@ -63,3 +63,25 @@ def test_views_per_forward_and_workers_are_the_operational_test_keys():
     test = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["test"]
     assert set(operational_params(test, "test")) == {"batch_size", "num_workers"}
     assert {"num_clips", "num_crops", "scale", "crop_size", "aggregate"} <= set(result_params(test, "test"))
+
+
+def test_evaluating_without_training_needs_weights_with_their_head():
+    import copy
+
+    import pytest
+
+    from nlflow.errors import ConfigError
+    from nlflow.workflow.config import check_untrained, trains
+
+    config = yaml.safe_load((REPO / "config" / "kinetics400.yaml").read_text())
+    assert not trains(config)
+    check_untrained(config)
+    dropped = copy.deepcopy(config)
+    dropped["pretrained"]["drop_head"] = True
+    with pytest.raises(ConfigError, match="experiment e1: train.enabled is false: set pretrained.drop_head to false"):
+        check_untrained(dropped, "e1")
+    bare = copy.deepcopy(config)
+    bare["pretrained"]["name"] = None
+    with pytest.raises(ConfigError, match="there is no network to evaluate"):
+        check_untrained(bare)
+    check_untrained(dict(bare, train={"enabled": True}))  # training from scratch is fine
