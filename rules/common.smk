@@ -5,7 +5,15 @@ from types import SimpleNamespace
 from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import dataset_spec, video_source_dir
-from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
+from nlflow.weights.zoo import (
+    TARBALL,
+    TARBALL_URL,
+    resolve_pretrained,
+    start_names,
+    zoo_entry,
+    zoo_model,
+    zoo_names,
+)
 from nlflow.workflow.config import (
     DEMO_MODEL_PLACEHOLDER,
     ReportOnly,

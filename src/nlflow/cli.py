@@ -31,12 +31,31 @@ def _scale_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_network(args: argparse.Namespace):
+    """The network ``--network`` (a released model's) or ``--config`` (a workflow config's) names; None: inferred."""
+    from nlflow.weights.zoo import network_of_config, zoo_model
+
+    if args.network:
+        return zoo_model(args.network).model_config(num_classes=args.num_classes or 400)
+    if args.config:
+        import yaml
+
+        try:
+            config = yaml.safe_load(open(args.config, encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise NlflowError(f"cannot read --config {args.config}: {one_line(exc)}") from None
+        dataset = (config or {}).get("dataset") or {}
+        count = args.num_classes or dataset.get("num_classes") or 400
+        return network_of_config(config or {}, count)
+    return None
+
+
 def _weights_convert(args: argparse.Namespace) -> int:
     from nlflow.weights.convert import convert_caffe2_to_checkpoint
 
     report = convert_caffe2_to_checkpoint(
-        args.src, args.dst, num_classes=args.num_classes, drop_head=args.drop_head,
-        keep_bn_stats=not args.drop_bn_stats, zoo_name=args.zoo_name,
+        args.src, args.dst, model_cfg=_target_network(args), num_classes=args.num_classes, drop_head=args.drop_head,
+        keep_bn_stats=not args.drop_bn_stats, zoo_name=args.zoo_name, init_missing_nonlocal=True,
     )
     print(report.summary())
     for note in report.notes:
@@ -109,7 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--drop-head", action="store_true", help="drop pred_* and initialise a new head")
     convert.add_argument("--drop-bn-stats", action="store_true", help="drop BN running statistics (_rm, _riv)")
     convert.add_argument("--zoo-name", default=None,
-                         help="the released model this file is (clip shape, stem); default: matched by file name")
+                         help="the released model or starting point this file is (clip shape, stem); default: "
+                              "matched by file name")
+    target = convert.add_mutually_exclusive_group()
+    target.add_argument("--network", default=None,
+                        help="convert into this released model's network (e.g. inflate an ImageNet file into "
+                             "i3d_nonlocal_8x8_IN_pretrain_400k's I3D-NL); default: the file's own network")
+    target.add_argument("--config", default=None,
+                        help="convert into the network of this workflow config (its model and pretrained sections)")
     convert.set_defaults(func=_weights_convert)
     listing = weights.add_parser("list", help="the released Kinetics models (the model zoo)")
     listing.set_defaults(func=_weights_list)

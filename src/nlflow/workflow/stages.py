@@ -65,6 +65,14 @@ def extract(archive: str, target_dir: str, nested: bool = False) -> None:
     )
 
 
+def extract_member(archive: str, member: str, dest: str) -> None:
+    """One file of a tar archive (a starting point in the original's pretrained_model.tar.gz)."""
+    from nlflow.archives.extract import extract_tar_member
+
+    size = extract_tar_member(archive, member, dest)
+    log.info("%s: %s, %d bytes -> %s", Path(archive).name, member, size, dest)
+
+
 def make_lists(
     videos_dir: str,
     splits_dir: str | None,
@@ -195,9 +203,13 @@ def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head
         log.warning("no pretrained weights configured: training starts from a fresh initialisation")
         save_checkpoint(out, build_model(config), classes=classes, extra={"source": "scratch"})
         return
+    # A file without non-local blocks starts a non-local network (the ImageNet and affine starts):
+    # the blocks keep their initialisation, the original's rule for blobs a file lacks. A network
+    # evaluated as converted must find every tensor in the file.
     report = convert_caffe2_to_checkpoint(
         pkl, out, model_cfg=config, num_classes=config.num_classes, classes=classes,
         drop_head=drop_head, keep_bn_stats=keep_bn_stats, require_head=evaluate_as_is,
+        init_missing_nonlocal=not evaluate_as_is,
     )
     if evaluate_as_is:
         log.info("train.enabled is false: this network, with its own %d-class classifier, is what evaluate scores",
