@@ -125,3 +125,19 @@ def test_test_list_original_lists_the_original_19761_videos(copy, tmp_path):
     assert len((lists / "test.txt").read_text().splitlines()) == 19761
     summary = json.loads((lists / "lists.json").read_text())
     assert summary["missing_by_split"] == {"train": 5, "val": 19761 - 35}
+
+
+def test_the_recipes_table_plans_every_job(copy, tmp_path):
+    """config/kinetics400_recipes.tsv: 13 of the original's trainings, one tarball for their starts."""
+    _, root, _ = copy
+    config = kinetics_config(root)
+    config["experiments"] = str(REPO / "config" / "kinetics400_recipes.tsv")
+    plan = snakemake(tmp_path, write_config(tmp_path, config), "--dry-run", "all")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    jobs = planned_jobs(plan)
+    assert {rule: jobs.get(rule) for rule in ("download_pretrained_tarball", "extract_pretrained_start", "make_lists",
+                                               "clean_weights", "train", "evaluate", "report", "compare")} == {
+        "download_pretrained_tarball": 1, "extract_pretrained_start": 2, "make_lists": 1,
+        "clean_weights": 13, "train": 13, "evaluate": 13, "report": 13, "compare": 1}
+    assert "download_weights" not in jobs  # no released model: every recipe starts from the tarball
+    assert "https://dl.fbaipublicfiles.com/video-nonlocal/pretrained_model.tar.gz" in plan.stdout + plan.stderr
