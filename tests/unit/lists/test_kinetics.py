@@ -10,10 +10,12 @@ import csv
 import json
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from nlflow.demo.kinetics_copy import MISSING_EVERY, write_cvdf_copy
 from nlflow.errors import ConfigError, NlflowError
 from nlflow.lists.datasets import dataset_spec, make_dataset_lists
 from nlflow.lists.kinetics import (
@@ -311,3 +313,19 @@ def test_a_246k_row_annotation_file_is_read_in_bounded_memory(tmp_path):
     train, missing, grown = map(int, probe.stdout.split())
     assert (train, missing) == (rows // 20 + 1, rows - rows // 20 - 1)
     assert grown < 1536 * rows, f"{grown / rows:.0f} bytes a row"
+
+
+def test_list_making_memory_grows_by_a_bounded_amount_per_annotated_video(tmp_path):
+    """A 246k-row train.csv must not need more than a few hundred MB: measured 2026-12-03 at about
+    0.7 KB per row (benchmarks/bench_kinetics_lists.py); bounded here at 4 KB (tracemalloc)."""
+    peaks = {}
+    for rows in (500, 4000):
+        root = tmp_path / str(rows)
+        write_cvdf_copy(root, rows, val_rows=100)
+        tracemalloc.start()
+        lists = kinetics_lists(root)
+        peaks[rows] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(lists.train) == rows - rows // MISSING_EVERY
+        assert len(lists.missing) == rows // MISSING_EVERY + 100 // MISSING_EVERY
+    assert (peaks[4000] - peaks[500]) / 3500 < 4096
