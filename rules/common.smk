@@ -1,18 +1,31 @@
 # Shared helpers: where outputs go, and the slices of the config each rule takes as params.
 # A rule gets exactly the values it uses (params), so a config change re-runs what it affects.
+from types import SimpleNamespace
+
 from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import archive_offline_hint, video_source_dir
 from nlflow.lists.listfiles import list_paths
-from nlflow.weights.zoo import local_zoo_file, offline_hint, zoo_model, zoo_names
+from nlflow.weights.zoo import (
+    TARBALL,
+    TARBALL_URL,
+    local_zoo_file,
+    offline_hint,
+    start_names,
+    zoo_entry,
+    zoo_model,
+    zoo_names,
+)
 from nlflow.train.solver import TRAINING_MODEL_KEYS
 from nlflow.video.downscale import RECIPE_VERSION
 from nlflow.workflow.config import (
     DEMO_MODEL_PLACEHOLDER,
     Operational,
     ReportOnly,
+    check_untrained,
     demo_model_id,
     network_params,
+    trains,
 )
 from nlflow.workflow.experiments import find_table, read_experiments
 
@@ -88,6 +101,50 @@ def all_experiment_configs():
     return list(EXPERIMENTS.values()) or [JOB_CONFIG]
 
 
+# train.enabled false: an experiment evaluates its pretrained network, converted with its own head,
+# instead of a trained one (a released model's README row); a config that cannot do that stops here.
+for _name, _cfg in (EXPERIMENTS or {None: JOB_CONFIG}).items():
+    check_untrained(_cfg, _name)
+ANY_TRAINING = any(trains(cfg) for cfg in all_experiment_configs())
+
+
+def evaluated_model(wildcards):
+    """The network evaluate scores: the trained one, or the converted pretrained one (train.enabled false)."""
+    trained = trains(exp_config(wildcards))
+    return exp_path("train/model_final.pt" if trained else "weights/init.pt")(wildcards)
+
+
+def training_log(wildcards):
+    """The training metrics the report plots; none for an experiment that does not train."""
+    return (
+        exp_path("train/metrics.jsonl")(wildcards)
+        if trains(exp_config(wildcards))
+        else []
+    )
+
+
+def training_params(wildcards):
+    """The train section as the train job takes it (result keys; train.enabled decided the DAG)."""
+    return {
+        key: value
+        for key, value in section_params("train")(wildcards).items()
+        if key != "enabled"
+    }
+
+
+def clean_weights_extra_params():
+    """What only some configs hand clean_weights, absent otherwise so that other runs' params (and
+    jobs) stay as they were: the dataset's class names where they are known at start-up (Kinetics),
+    stored in the checkpoint; whether an experiment evaluates the network as converted.
+    """
+    params = {}
+    if DATASET.class_names is not None:
+        params["classes"] = list(DATASET.class_names)
+    if not all(trains(cfg) for cfg in all_experiment_configs()):
+        params["evaluate_as_is"] = lambda wildcards: not trains(exp_config(wildcards))
+    return params
+
+
 def expand_pkl(text, model):
     """A configured weights path: `{results_dir}`, and `{demo_model}` for this network's demo file."""
     text = with_results_dir(text)
@@ -150,10 +207,28 @@ def lists_inputs(wildcards):
 
 
 def downscale_source_params():
-    """A `folder` dataset's inventory, so added or changed videos re-run downscale; nothing otherwise."""
-    if DATASET.kind.name != "folder":
+    """A user's folder's inventory (`folder`, a Kinetics copy), so added or changed videos re-run
+    downscale, and which of a Kinetics copy's folders it reads; nothing for other kinds.
+    """
+    params = {}
+    if "inventory" in LISTS_SETTINGS:
+        params["inventory"] = LISTS_SETTINGS["inventory"]
+    folders = DATASET.video_folders()
+    if folders is not None:
+        # Without training only the test videos are needed (hours less for Kinetics' train split).
+        params["folders"] = sorted(
+            folder
+            for split, folder in folders.items()
+            if ANY_TRAINING or split == "val"
+        )
+    return params
+
+
+def lists_extra_outputs():
+    """missing.csv for the kinds whose annotations may list videos the copy lacks (Kinetics)."""
+    if DATASET.kind.name != "kinetics400":
         return {}
-    return {"inventory": LISTS_SETTINGS["inventory"]}
+    return {"missing": f"{LISTS}/missing.csv"}
 
 
 def model_params(wildcards):

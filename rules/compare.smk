@@ -7,12 +7,14 @@ rule compare:
         eval_metrics=expand(
             R("experiments/{experiment}/evaluate/metrics.json"), experiment=EXPERIMENTS
         ),
+        # training logs of the experiments that train; every evaluated network
         train_metrics=expand(
-            R("experiments/{experiment}/train/metrics.jsonl"), experiment=EXPERIMENTS
+            R("experiments/{experiment}/train/metrics.jsonl"),
+            experiment=[name for name, cfg in EXPERIMENTS.items() if trains(cfg)],
         ),
-        models=expand(
-            R("experiments/{experiment}/train/model_final.pt"), experiment=EXPERIMENTS
-        ),
+        models=[
+            evaluated_model(SimpleNamespace(experiment=name)) for name in EXPERIMENTS
+        ],
     output:
         table=report(
             R("compare/summary.csv"),
@@ -39,6 +41,7 @@ rule compare:
         runtime=30,
     params:
         experiments=list(EXPERIMENTS),
+        trains=[trains(cfg) for cfg in EXPERIMENTS.values()],
         # Read by the HTML report's front page only, never a reason to re-run (ReportOnly).
         comparison=comparison_headline_params(),
     script:

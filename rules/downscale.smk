@@ -18,7 +18,8 @@ rule downscale:
         mem_mb=4000,
         runtime=600,
     params:
-        # `folder` only: a digest of the user's videos (their folder is no rule's output).
+        # `folder`, `kinetics400`: a digest of the user's videos (their folder is no rule's output);
+        # `kinetics400`: the split folders to read (not test/, not anything else beside them).
         **downscale_source_params(),
         short_side=config["downscale"]["short_side"],
         upsample=config["downscale"]["upsample"],

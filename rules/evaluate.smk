@@ -1,10 +1,12 @@
 # Multi-view evaluation (10 clips x 3 crops, each video decoded once, per-view scores cached) and
-# the report, per experiment.
+# the report, per experiment: of the trained network, or (train.enabled false) of the pretrained
+# network as converted, with its own classifier.
 
 
 rule evaluate:
     input:
-        model=R(f"{EXP}train/model_final.pt"),
+        # the trained network, or with train.enabled false the converted pretrained one
+        model=evaluated_model,
         test_lmdb=R(f"lmdb/split{SPLIT}/test.lmdb"),
     output:
         metrics=report(
@@ -43,7 +45,7 @@ rule evaluate:
 
 rule report:
     input:
-        train_metrics=R(f"{EXP}train/metrics.jsonl"),
+        train_metrics=training_log,
         eval_metrics=R(f"{EXP}evaluate/metrics.json"),
         # What the numbers rest on: per-class counts, undecodable videos, classes without test videos.
         train=rules.make_lists.output.train,

@@ -48,7 +48,7 @@ rule train:
     params:
         # What can change the trained network; worker, logging and checkpoint settings travel
         # apart and never re-run training (nlflow.workflow.config).
-        train=section_params("train"),
+        train=training_params,
         operational=section_params("train", result=False),
         model=training_model_params,
         checkpoint_dir=exp_path("train/checkpoints"),

@@ -32,12 +32,31 @@ def _scale_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_network(args: argparse.Namespace):
+    """The network ``--network`` (a released model's) or ``--config`` (a workflow config's) names; None: inferred."""
+    from nlflow.weights.zoo import network_of_config, zoo_model
+
+    if args.network:
+        return zoo_model(args.network).model_config(num_classes=args.num_classes or 400)
+    if args.config:
+        import yaml
+
+        try:
+            config = yaml.safe_load(open(args.config, encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise NlflowError(f"cannot read --config {args.config}: {one_line(exc)}") from None
+        dataset = (config or {}).get("dataset") or {}
+        count = args.num_classes or dataset.get("num_classes") or 400
+        return network_of_config(config or {}, count)
+    return None
+
+
 def _weights_convert(args: argparse.Namespace) -> int:
     from nlflow.weights.convert import convert_caffe2_to_checkpoint
 
     report = convert_caffe2_to_checkpoint(
-        args.src, args.dst, num_classes=args.num_classes, drop_head=args.drop_head,
-        keep_bn_stats=not args.drop_bn_stats, zoo_name=args.zoo_name,
+        args.src, args.dst, model_cfg=_target_network(args), num_classes=args.num_classes, drop_head=args.drop_head,
+        keep_bn_stats=not args.drop_bn_stats, zoo_name=args.zoo_name, init_missing_nonlocal=True,
     )
     print(report.summary())
     for note in report.notes:
@@ -62,7 +81,12 @@ def _weights_inspect(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from nlflow.predict import format_predictions, predict_videos
 
-    predictions = predict_videos(args.videos, args.checkpoint, topk=args.topk, views=args.views,
+    checkpoint = args.checkpoint
+    if args.model is not None:
+        from nlflow.weights.cache import released_checkpoint
+
+        checkpoint = released_checkpoint(args.model)
+    predictions = predict_videos(args.videos, checkpoint, topk=args.topk, views=args.views,
                                  aggregate=args.aggregate, amp=args.amp)
     print(format_predictions(predictions, as_json=args.json))
     failed = [p for p in predictions if p.error]
@@ -100,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out_dir", help="folder for the archives (or videos/ tree) and demo_manifest.json")
     demo.add_argument("--format", choices=FORMATS, default="ucf101",
                       help="ucf101: UCF101.rar + split zip; hmdb51: hmdb51_org.rar (one RAR per class) + "
-                           "test_train_splits.rar; folder: videos/<class>/<video> (default ucf101)")
+                           "test_train_splits.rar; folder: videos/<class>/<video>; kinetics_cvdf / kinetics_folders: "
+                           "kinetics400/ as the CVDF mirror or in class folders, with annotations/*.csv (default ucf101)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
     demo.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES,
                       help=f"frames per video (default {DEFAULT_NUM_FRAMES})")
@@ -124,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--drop-head", action="store_true", help="drop pred_* and initialise a new head")
     convert.add_argument("--drop-bn-stats", action="store_true", help="drop BN running statistics (_rm, _riv)")
     convert.add_argument("--zoo-name", default=None,
-                         help="the released model this file is (clip shape, stem); default: matched by file name")
+                         help="the released model or starting point this file is (clip shape, stem); default: "
+                              "matched by file name")
+    target = convert.add_mutually_exclusive_group()
+    target.add_argument("--network", default=None,
+                        help="convert into this released model's network (e.g. inflate an ImageNet file into "
+                             "i3d_nonlocal_8x8_IN_pretrain_400k's I3D-NL); default: the file's own network")
+    target.add_argument("--config", default=None,
+                        help="convert into the network of this workflow config (its model and pretrained sections)")
     convert.set_defaults(func=_weights_convert)
     listing = weights.add_parser("list", help="the released Kinetics models (the model zoo)")
     listing.set_defaults(func=_weights_list)
@@ -134,9 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
     predict.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")
-    predict.add_argument("--checkpoint", required=True,
+    network = predict.add_mutually_exclusive_group(required=True)
+    network.add_argument("--checkpoint",
                          help="an nlflow checkpoint (e.g. results/train/model_final.pt) or a network made by "
                               "`nlflow export` (.onnx runs with onnxruntime, .pt2 with torch.export)")
+    network.add_argument("--model", help="a released Kinetics-400 model by name (`nlflow weights list`), downloaded "
+                                         "and converted on first use into the cache ($NLFLOW_CACHE, else ~/.cache/nlflow)")
     predict.add_argument("--topk", type=int, default=5, help="how many classes to print per video (default 5)")
     predict.add_argument("--views", type=int, choices=(30, 3, 1), default=30,
                          help="30: 10 clips x 3 crops (the test protocol); 3: 3 clips x centre crop; 1: one clip")

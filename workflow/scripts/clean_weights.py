@@ -9,4 +9,6 @@ run_stage(
     model=snakemake.params.model,
     drop_head=snakemake.params.drop_head,
     keep_bn_stats=snakemake.params.keep_bn_stats,
+    classes=snakemake.params.get("classes"),
+    evaluate_as_is=snakemake.params.get("evaluate_as_is", False),
 )

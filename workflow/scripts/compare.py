@@ -9,4 +9,5 @@ run_stage(
     train_metrics=list(snakemake.input.train_metrics),
     models=list(snakemake.input.models),
     out=dict(snakemake.output.items()),
+    trains=snakemake.params.trains,
 )

@@ -12,4 +12,5 @@ run_stage(
     keyframe_interval=snakemake.params.keyframe_interval,
     qscale=snakemake.params.qscale,
     n_jobs=snakemake.threads,
+    folders=snakemake.params.get("folders"),
 )

@@ -6,7 +6,8 @@ from nlflow.workflow.adapter import run_stage
 run_stage(
     snakemake,
     stages.report,
-    train_metrics=snakemake.input.train_metrics,
+    # none when the experiment evaluates its pretrained network without training
+    train_metrics=snakemake.input.train_metrics or None,
     eval_metrics=snakemake.input.eval_metrics,
     out_dir=os.path.dirname(snakemake.output.summary),
     settings=snakemake.params.settings,

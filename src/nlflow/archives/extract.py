@@ -9,6 +9,7 @@ goes into a temporary sibling folder that is renamed onto the target only after 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import posixpath
@@ -510,3 +511,45 @@ def _extract_with(source_archive, plan: Iterable[ArchiveEntry], staging: Path, l
                     raise ExtractError(f"member {entry.name!r}: {written} bytes read, archive says {entry.size}")
     finally:
         source_archive.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# one member of a tar archive
+
+
+def extract_tar_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike) -> int:
+    """Write the regular file ``member`` of a tar archive (found at the top or below one top
+    folder, e.g. ``pretrained_model/``) to ``dest``, atomically; returns its size.
+
+    Every name in the archive is checked as for a whole extraction (no absolute paths, no ``..``);
+    a member that is a link or a special file, or named twice, is refused; only ``dest`` is written.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise ExtractError(f"archive {archive} does not exist")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            found = []
+            for info in tar.getmembers():
+                name = safe_member_path(info.name)
+                if name == member or (name.endswith("/" + member) and name.count("/") == member.count("/") + 1):
+                    found.append((name, info))
+            if not found:
+                raise ExtractError(f"{archive.name} holds no {member} (nor <folder>/{member})")
+            if len(found) > 1:
+                raise ExtractError(f"{archive.name} holds {member} twice ({', '.join(name for name, _ in found)}): "
+                                   "refusing to guess which one is right")
+            name, info = found[0]
+            if not info.isreg():
+                raise UnsafeArchiveError(f"{archive.name}: {name} is not a regular file (a link or a special file)")
+            with tar.extractfile(info) as source, atomic_path(dest) as tmp, open(tmp, "xb") as out:
+                written = 0
+                while chunk := source.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    written += len(chunk)
+                if written != info.size:
+                    raise ExtractError(f"{archive.name}: {name}: {written} bytes read, archive says {info.size}")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ExtractError(f"{archive.name}: the archive is damaged or unreadable ({one_line(exc)})") from exc
+    log.info("%s: %s (%d bytes) -> %s", archive.name, name, written, dest)
+    return written

@@ -36,6 +36,7 @@ from nlflow.demo.layouts import (
     NUM_GROUPS,
     PACKAGE,
     RELPATH,
+    layout_class_name,
 )
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, write_json_atomic
@@ -79,9 +80,9 @@ class DemoError(NlflowError):
 @dataclasses.dataclass(frozen=True)
 class DemoSummary:
     out_dir: str
-    layout: str  # "ucf101", "hmdb51" or "folder" (demo_layouts.FORMATS)
-    videos_path: str  # the video archive, or the `<class>/<video>` folder of the folder layout
-    splits_path: str | None  # the split archive; None for the folder layout
+    layout: str  # one of demo_layouts.FORMATS
+    videos_path: str  # the video archive, or the folder of the folder and Kinetics layouts
+    splits_path: str | None  # the split archive; None for the folder and Kinetics layouts
     manifest_path: str
     classes: list[str]  # the class names as the layout spells them
     num_videos: int
@@ -253,14 +254,16 @@ def write_video(
     qscale: int = VIDEO_QSCALE,
     b_frames: int = 0,
 ) -> int:
-    """Encode RGB uint8 frames as MPEG-4 Part 2 (fourcc XVID, yuv420p) in AVI; atomic. Returns the frame count.
+    """Encode RGB uint8 frames as MPEG-4 Part 2 (yuv420p) in AVI (fourcc XVID) or, for a ``.mp4``
+    path, in MP4; atomic. Returns the frame count.
 
     Timestamps are 0..N-1 in a 1/fps time base. ``keyframe_interval`` None keeps the encoder default.
     ``b_frames``: most consecutive B-frames (XviD's default is 2; the demo uses none).
     """
     count = 0
+    container_format = "mp4" if Path(path).suffix.lower() == ".mp4" else "avi"
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="avi") as container:
+        with av.open(str(tmp), "w", format=container_format) as container:
             stream = None
             for frame in frames:
                 if stream is None:
@@ -270,7 +273,8 @@ def write_video(
                     stream = container.add_stream("mpeg4", rate=fps)
                     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                     stream.time_base = Fraction(1, fps)
-                    stream.codec_tag = "XVID"
+                    if container_format == "avi":
+                        stream.codec_tag = "XVID"
                     context = stream.codec_context
                     context.thread_count = 1  # deterministic output, and parallelism is per video
                     if keyframe_interval:
@@ -302,9 +306,13 @@ def make_class_video(
 
 
 def truncate_video(path: str | os.PathLike) -> None:
-    """Cut an AVI a few bytes into its first frame: the header still probes, decoding fails."""
+    """Cut an AVI a few bytes into its first frame: the header still probes, decoding fails. An MP4
+    (its index written last) is cut in half, which leaves it without an index: opening it fails."""
     path = Path(path)
     data = path.read_bytes()
+    if path.suffix.lower() == ".mp4":
+        path.write_bytes(data[: len(data) // 2])
+        return
     movi = data.find(b"movi")
     if movi < 0:
         raise DemoError(f"{path}: no 'movi' chunk, not an AVI written by write_video")
@@ -397,7 +405,7 @@ def generate_demo(
         written = PACKAGE[layout](out, Path(staging), list(DEMO_CLASSES), [v["video"] for v in videos],
                                   clips_per_group)
 
-    classes = [relpath(name, 1, 1).split("/")[0] for name in DEMO_CLASSES]
+    classes = [layout_class_name(layout, name) for name in DEMO_CLASSES]
     corrupt = [v["video"] for v in videos if v["kind"] == "corrupt"]
     short = [v["video"] for v in videos if v["kind"] == "short"]
     manifest = {

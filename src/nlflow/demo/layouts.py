@@ -5,11 +5,18 @@ Each layout names the videos (where a video of class c, group g, clip k is writt
 and packages the rendered tree. The packaging copies the official quirks that the list makers must
 cope with: UCF-101's CRLF split files and `UCF-101/` top folder; HMDB-51's archive of per-class
 RARs, lower-case class folders, one split file per class with codes 1 / 2 / 0 and trailing spaces,
-and file names with ``#&()'!,;`` in them (one demo source film carries them all).
+and file names with ``#&()'!,;`` in them (one demo source film carries them all); Kinetics-400's
+two layouts (the CVDF mirror's flat folders with annotation CSVs, and class folders), MP4 files
+named by YouTube id and segment, class names from classids.json with spaces, parentheses and an
+apostrophe, and listed videos the copy lacks.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import os
 import re
 import zipfile
@@ -18,7 +25,7 @@ from typing import Iterable, Sequence
 
 from nlflow.fileio import atomic_path
 
-FORMATS = ("ucf101", "hmdb51", "folder")
+FORMATS = ("ucf101", "hmdb51", "folder", "kinetics_cvdf", "kinetics_folders")
 NUM_GROUPS = 25
 # Frames per video: long enough that only the last 3 of 10 test clips of 8 x 8 frames wrap, as on
 # real UCF-101 (186 frames on average).
@@ -186,5 +193,106 @@ def package_folder(out: Path, staging: Path, classes: Sequence[str], videos: Seq
     return {"videos": out / FOLDER_ROOT}
 
 
-RELPATH = {"ucf101": video_relpath, "hmdb51": hmdb_relpath, "folder": folder_relpath}
-PACKAGE = {"ucf101": package_ucf101, "hmdb51": package_hmdb51, "folder": package_folder}
+
+
+# ---------------------------------------------------------------- Kinetics-400
+
+# The demo classes as Kinetics-400 classes (classids.json names with spaces, parentheses, an apostrophe).
+KINETICS_CLASSES = {
+    "Grow": "balloon blowing",
+    "MoveDown": "passing American football (in game)",
+    "MoveUp": "massaging person's head",
+    "Shrink": "folding paper",
+    "StandStill": "tying knot (not on a tie)",
+}
+KINETICS_ROOT = "kinetics400"
+KINETICS_CLIP_SECONDS = 10
+# One listed video per class and split that the copy lacks (a real copy lacks about 5%).
+KINETICS_MISSING_GROUP = 0
+
+
+def kinetics_split(group: int) -> str:
+    """The demo's split 1 as Kinetics' splits: its test groups are the val split."""
+    return "val" if group in groups_tested_in_split(1) else "train"
+
+
+def _kinetics_id(class_name: str, group: int, clip: int) -> str:
+    """A YouTube-style id: 11 characters of [A-Za-z0-9_-]. Val videos take the original's
+    vallist.txt ids of their class (so ``dataset.test_list: original`` finds them), others a digest."""
+    from nlflow.lists.kinetics_facts import kinetics400_classes, original_val_list
+
+    if kinetics_split(group) == "val" or group == KINETICS_MISSING_GROUP:
+        label = kinetics400_classes().index(KINETICS_CLASSES[class_name])
+        ids = [youtube_id for youtube_id, listed in original_val_list() if listed == label]
+        index = -1 if group == KINETICS_MISSING_GROUP else (clip - 1) * GROUPS_PER_TEST_SPLIT + group - 1
+        if index < len(ids) - 1:
+            return ids[index]
+    digest = hashlib.sha256(f"{class_name}/{group}/{clip}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:11]
+
+
+def _kinetics_segment(group: int, clip: int) -> tuple[int, int]:
+    start = KINETICS_CLIP_SECONDS * ((3 * group + clip) % 30)
+    return start, start + KINETICS_CLIP_SECONDS
+
+
+def _kinetics_file(class_name: str, group: int, clip: int) -> str:
+    start, end = _kinetics_segment(group, clip)
+    return f"{_kinetics_id(class_name, group, clip)}_{start:06d}_{end:06d}.mp4"
+
+
+def kinetics_cvdf_relpath(class_name: str, group: int, clip: int) -> str:
+    """The CVDF mirror: flat split folders, the class only in the annotations."""
+    return f"{kinetics_split(group)}/{_kinetics_file(class_name, group, clip)}"
+
+
+def kinetics_folders_relpath(class_name: str, group: int, clip: int) -> str:
+    """The official crawler's layout: one folder per class, named with spaces."""
+    return f"{kinetics_split(group)}/{KINETICS_CLASSES[class_name]}/{_kinetics_file(class_name, group, clip)}"
+
+
+def kinetics_annotations(classes: Sequence[str], clips_per_group: int) -> dict[str, str]:
+    """``train.csv`` and ``val.csv`` as the CVDF mirror writes them: every rendered video, and one
+    more per class and split that the copy lacks."""
+    rows: dict[str, list[list]] = {"train": [], "val": []}
+    missing = {"train": NUM_GROUPS + 1, "val": KINETICS_MISSING_GROUP}  # groups that render nothing
+    for class_name in classes:
+        listed = [(group, clip) for group in range(1, NUM_GROUPS + 1) for clip in range(1, clips_per_group + 1)]
+        for group, clip in listed + [(group, 1) for group in missing.values()]:
+            split = kinetics_split(group) if group != KINETICS_MISSING_GROUP else "val"
+            start, end = _kinetics_segment(group, clip)
+            rows[split].append([KINETICS_CLASSES[class_name], _kinetics_id(class_name, group, clip), start, end, split, 0])
+    texts = {}
+    for split, table in rows.items():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+        writer.writerows(table)
+        texts[f"{split}.csv"] = buffer.getvalue()
+    return texts
+
+
+def package_kinetics(out: Path, staging: Path, classes: Sequence[str], videos: Sequence[str],
+                     clips_per_group: int) -> dict[str, Path]:
+    """The rendered split folders moved into ``out/kinetics400``, with ``annotations/*.csv``."""
+    with atomic_path(out / KINETICS_ROOT) as tmp:
+        tmp.mkdir()
+        for split in ("train", "val"):
+            os.replace(staging / split, tmp / split)
+        (tmp / "annotations").mkdir()
+        for name, text in kinetics_annotations(classes, clips_per_group).items():
+            (tmp / "annotations" / name).write_text(text, encoding="utf-8")
+    return {"videos": out / KINETICS_ROOT}
+
+
+RELPATH = {"ucf101": video_relpath, "hmdb51": hmdb_relpath, "folder": folder_relpath,
+           "kinetics_cvdf": kinetics_cvdf_relpath, "kinetics_folders": kinetics_folders_relpath}
+PACKAGE = {"ucf101": package_ucf101, "hmdb51": package_hmdb51, "folder": package_folder,
+           "kinetics_cvdf": package_kinetics, "kinetics_folders": package_kinetics}
+
+
+def layout_class_name(layout: str, class_name: str) -> str:
+    """How ``layout`` spells a demo class."""
+    if layout.startswith("kinetics"):
+        return KINETICS_CLASSES[class_name]
+    return RELPATH[layout](class_name, 1, 1).split("/")[0]

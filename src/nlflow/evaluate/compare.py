@@ -62,13 +62,14 @@ def view_gmacs(model: torch.nn.Module, video_length: int, size: int) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def experiment_row(name: str, eval_metrics: str | os.PathLike, train_metrics: str | os.PathLike,
+def experiment_row(name: str, eval_metrics: str | os.PathLike, train_metrics: str | os.PathLike | None,
                    model_checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The comparison row of one experiment from its evaluation, training log and final model."""
+    """The comparison row of one experiment from its evaluation, training log and evaluated model
+    (``train_metrics`` None: the experiment evaluates its pretrained network without training)."""
     from nlflow.models import count_parameters, load_checkpoint
 
     metrics = _read_json(eval_metrics)
-    records = _training_records(train_metrics)
+    records = _training_records(train_metrics) if train_metrics is not None else []
     model = load_checkpoint(model_checkpoint)
     spec = metrics.get("spec", {})
     # The first window holds the loader's start-up: the speed is the mean of the others.

@@ -20,6 +20,7 @@ from nlflow.errors import ConfigError, problems_message
 from nlflow.lists.folder import check_folder, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
+from nlflow.lists.kinetics import copy_inventory, find_layout, kinetics_lists, label_set, video_folders
 from nlflow.lists.listfiles import DatasetLists
 from nlflow.lists.ucf101 import ucf101_lists
 from nlflow.lists.video_tree import video_root
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_PARTS = ("videos", "splits")
 DEMO_NUM_CLASSES = 5  # len(nlflow.demo.dataset.DEMO_CLASSES); not imported here to keep start-up light
-# Keys only one kind reads: set for another kind they are a mistake, not something to ignore.
-FOLDER_ONLY_KEYS = ("root", "lists", "group_pattern")
+# Keys only some kinds read: set for another kind they are a mistake, not something to ignore.
+KEYS_OF_KINDS = {"root": ("folder", "kinetics400"), "lists": ("folder",), "group_pattern": ("folder",),
+                 "test_list": ("kinetics400",), "classes": ("kinetics400",)}
+# The kinds whose videos are a folder the user points at (dataset.root), not an extracted archive.
+ROOT_KINDS = ("folder", "kinetics400")
 
 
 def _ucf101(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
@@ -46,6 +50,11 @@ def _folder(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None
     return folder_lists(videos_dir, settings.get("lists"), settings.get("test_fraction", 0.3),
                         settings.get("seed", 0), settings.get("group_pattern"), settings["num_classes"],
                         KINDS["folder"].count_origin)
+
+
+def _kinetics(settings: Mapping[str, Any], videos_dir: str, splits_dir: str | None) -> DatasetLists:
+    return kinetics_lists(videos_dir, settings.get("test_list") or "val", settings.get("classes"),
+                          settings["num_classes"], KINDS["kinetics400"].count_origin)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +83,8 @@ KINDS = {
         DatasetKind("demo", "the demo", ARCHIVE_PARTS, False, DEMO_NUM_CLASSES, ("split",), _ucf101),
         DatasetKind("hmdb51", "HMDB-51", ARCHIVE_PARTS, True, 51, ("split",), _hmdb51),
         DatasetKind("folder", "your folder", (), False, None, ("root", "lists", "group_pattern"), _folder),
+        # A copy the user has (dataset.root); labels are the original's classids.json ids.
+        DatasetKind("kinetics400", "Kinetics-400", (), False, 400, ("root", "test_list", "classes"), _kinetics),
     )
 }
 
@@ -112,7 +123,20 @@ class DatasetSpec:
         if self.kind.name == "folder":
             # The folder is not an output of any rule: its content must reach Snakemake another way.
             settings["inventory"] = folder_inventory(self.root)
+        if self.kind.name == "kinetics400":
+            settings["inventory"] = copy_inventory(self.root)
         return settings
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The class names when the configuration fixes them (Kinetics: classids.json or
+        dataset.classes); None where only the data tells."""
+        return label_set(self.settings.get("classes")).names if self.kind.name == "kinetics400" else None
+
+    def video_folders(self) -> dict[str, str] | None:
+        """The top folders of the video source that hold the dataset's videos (None: all of it).
+        A Kinetics copy's test/ split and anything else beside train/ and val/ is not downscaled."""
+        return video_folders(self.root) if self.kind.name == "kinetics400" else None
 
 
 def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text) -> DatasetSpec:
@@ -139,6 +163,8 @@ def check_dataset(
     settings = dict(section)
     if settings.get("root") is not None:
         settings["root"] = expand(settings["root"])
+    if isinstance(settings.get("classes"), str):
+        settings["classes"] = read_class_names(expand(settings["classes"]))
     if settings.get("lists"):
         settings["lists"] = {name: expand(path) if path else path for name, path in settings["lists"].items()}
     problems = _key_problems(kind, settings)
@@ -146,7 +172,10 @@ def check_dataset(
     if kind.name == "folder" and settings.get("root"):
         num_classes, folder_problems = check_folder(settings["root"], settings.get("group_pattern"), num_classes)
         problems += folder_problems
-    elif kind.name != "folder" and num_classes is None:
+    elif kind.name == "kinetics400":
+        num_classes, kinetics_problems = _kinetics_num_classes(settings, num_classes)
+        problems += kinetics_problems
+    if kind.name != "folder" and num_classes is None:
         num_classes = kind.official_num_classes
     if problems:
         return None, problems
@@ -161,11 +190,19 @@ def _key_problems(kind: DatasetKind, settings: Mapping[str, Any]) -> list[str]:
             problems.append(f"dataset.{part} is required for dataset.name {kind.name} (filename, urls, checksum)")
         if part not in kind.archives and settings.get(part):
             problems.append(f"dataset.{part} is not used with dataset.name {kind.name}: remove it")
-    for key in FOLDER_ONLY_KEYS:
-        if kind.name != "folder" and settings.get(key):
-            problems.append(f"dataset.{key} is only used with dataset.name folder (this is {kind.name})")
+    for key, kinds in KEYS_OF_KINDS.items():
+        if kind.name not in kinds and settings.get(key):
+            problems.append(f"dataset.{key} is only used with dataset.name {' or '.join(kinds)} (this is {kind.name})")
     if kind.name == "folder" and not settings.get("root"):
         problems.append("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
+    if kind.name == "kinetics400":
+        if not settings.get("root"):
+            problems.append("dataset.root is required for dataset.name kinetics400 (the folder of your Kinetics copy)")
+        else:
+            try:
+                find_layout(settings["root"])  # a root that fits neither layout stops the start, before any job
+            except ConfigError as error:
+                problems.append(str(error))
     lists = {name: path for name, path in (settings.get("lists") or {}).items() if path}
     if lists and not {"train", "test"} <= set(lists):
         problems.append("dataset.lists needs both train and test (val is optional)")
@@ -180,6 +217,16 @@ def archive_offline_hint(part: str, filename: str) -> str:
             f"dataset.{part}.urls")
 
 
+def _kinetics_num_classes(settings: Mapping[str, Any], configured: int | None) -> tuple[int | None, list[str]]:
+    """A Kinetics copy's class count: that of `dataset.classes` when given, else the configured one."""
+    if settings.get("classes") is None:
+        return configured, []
+    classes = label_set(settings["classes"]).names
+    if configured is not None and configured != len(classes):
+        return configured, [f"dataset.num_classes is {configured} but dataset.classes names {len(classes)} classes"]
+    return len(classes), []
+
+
 def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLike,
                        splits_dir: str | os.PathLike | None) -> DatasetLists:
     """The train, val and test lists of one configured dataset (``settings``: DatasetSpec.lists_settings)."""
@@ -190,4 +237,12 @@ def make_dataset_lists(settings: Mapping[str, Any], videos_dir: str | os.PathLik
 
 def video_source_dir(spec: DatasetSpec, extracted_videos: str) -> str:
     """The folder the downscale and lists stages read videos from: the user's root or the extraction."""
-    return str(Path(spec.root)) if spec.kind.name == "folder" else extracted_videos
+    return str(Path(spec.root)) if spec.kind.name in ROOT_KINDS else extracted_videos
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """``dataset.classes`` given as a file: one class name per line, label = line order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"dataset.classes: no such file {path} (a file of class names, one per line, or a list)")
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]

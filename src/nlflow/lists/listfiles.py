@@ -5,11 +5,15 @@
 - ``classes.txt``: line i is the name of label i.
 - ``lists.json``: how the lists were made (dataset, split, counts, where validation comes from),
   for the log and the report.
+- ``missing.csv``: the videos a dataset's annotations list but its copy lacks (Kinetics: about
+  5% of any copy), one per row by id; just the header for kinds whose lists hold only videos on disk.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +28,7 @@ class ListFileError(NlflowError):
     """One of our own list files (train/val/test/classes.txt) is malformed."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ListedVideo:
     """One video of a split, whatever the dataset it came from."""
 
@@ -34,19 +38,37 @@ class ListedVideo:
     source: str  # "file:line" (or the folder) it came from, for error messages
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MissingVideo:
+    """A video the annotations list that the copy on disk lacks."""
+
+    split: str  # the dataset's split it is listed in ("train", "val")
+    youtube_id: str  # its id (a Kinetics YouTube id)
+    label: int
+    path: str  # where it would be, relative to the video root (the test list carries it so)
+    listed_in: str  # "file:line" of the annotation that lists it
+
+
+MISSING_FIELDS = ("split", "youtube_id", "label", "class", "path", "listed_in")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetLists:
-    """Everything ``lists`` writes: the classes, the three lists, and how they were made."""
+    """Everything ``lists`` writes: the classes, the three lists, the missing videos, and how they were made."""
 
     classes: list[str]
     train: list[ListedVideo]
     val: list[ListedVideo] | None  # None until attach_validation decides (own list, held out, or test)
     test: list[ListedVideo]
     about: dict[str, Any]  # lists.json without the counts (dataset, split, test and validation sources)
+    missing: list[MissingVideo] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         counts = {"num_classes": len(self.classes), "num_train": len(self.train), "num_val": len(self.val or ()),
-                  "num_test": len(self.test)}
+                  "num_test": len(self.test), "num_missing": len(self.missing)}
+        if self.missing:
+            counts["missing_by_split"] = {split: sum(video.split == split for video in self.missing)
+                                          for split in sorted({video.split for video in self.missing})}
         return {**self.about, **counts}
 
 
@@ -60,15 +82,28 @@ def format_list(entries: Sequence[tuple[str, int]]) -> str:
 def list_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
     """Where ``write_lists`` puts each file inside one lists folder."""
     out = Path(out_dir)
-    return {**{name: out / f"{name}.txt" for name in (*LIST_NAMES, "classes")}, "summary": out / "lists.json"}
+    return {**{name: out / f"{name}.txt" for name in (*LIST_NAMES, "classes")}, "summary": out / "lists.json",
+            "missing": out / "missing.csv"}
+
+
+def format_missing(missing: Sequence[MissingVideo], classes: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MISSING_FIELDS)
+    for video in missing:
+        writer.writerow([video.split, video.youtube_id, video.label, classes[video.label], video.path, video.listed_in])
+    return buffer.getvalue()
 
 
 def write_lists(out: dict[str, str | os.PathLike], lists: DatasetLists) -> None:
-    """Write ``classes``, ``train``, ``val``, ``test`` and ``summary`` (lists.json) to the paths in ``out``."""
+    """Write ``classes``, ``train``, ``val``, ``test``, ``summary`` (lists.json) and, when ``out``
+    names it, ``missing`` (missing.csv) to the paths in ``out``."""
     for name in LIST_NAMES:
         videos = getattr(lists, name)
         write_text_atomic(out[name], format_list([(video.path, video.label) for video in videos]))
     write_text_atomic(out["classes"], "".join(f"{name}\n" for name in lists.classes))
+    if "missing" in out:
+        write_text_atomic(out["missing"], format_missing(lists.missing, lists.classes))
     write_json_atomic(out["summary"], lists.summary())
 
 

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 from nlflow.errors import NlflowError
+from nlflow.lists.kinetics_facts import kinetics400_classes
 from nlflow.models.builder import ModelConfig, build_model
 from nlflow.models.checkpoint import read_checkpoint, save_checkpoint
 from nlflow.weights.caffe2_pickle import read_caffe2_pickle
 from nlflow.weights.clean import CleanReport, clean_blobs
 from nlflow.weights.infer import ConvertError, infer_model_config, infer_network
 from nlflow.weights.name_map import LoadReport, blobs_to_state_dict
-from nlflow.weights.zoo import ZooModel, zoo_model, zoo_model_for_file
+from nlflow.weights.zoo import PretrainedStart, ZooModel, zoo_entry, zoo_entry_for_file
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def convert_caffe2_to_checkpoint(
     seed: int = 0,
     init_missing_nonlocal: bool = False,
     zoo_name: str | None = None,
+    require_head: bool = False,
 ) -> ConvertReport:
     """Clean a Caffe2 pickle and write it as our checkpoint (``models.checkpoint`` format).
 
@@ -82,12 +84,16 @@ def convert_caffe2_to_checkpoint(
     Without ``model_cfg`` the network is inferred from the blobs (:mod:`nlflow.weights.infer`);
     the zoo entry ``zoo_name``, or else the one whose file name ``src`` carries, supplies the
     clip shape and stem. With ``model_cfg``, settings that differ from that entry are logged.
+
+    ``require_head``: the file's classifier must be kept (the network is evaluated as converted),
+    else nothing is written. A released Kinetics model whose classifier is kept is saved with the
+    names of its 400 outputs (classids.json) unless ``classes`` names them.
     """
     num_classes = _target_classes(num_classes, classes, model_cfg)
     raw = read_caffe2_pickle(src)
     blobs, clean_report = clean_blobs(raw, num_classes=num_classes, drop_head=drop_head, keep_bn_stats=keep_bn_stats)
     inferred = model_cfg is None
-    entry = zoo_model(zoo_name) if zoo_name else zoo_model_for_file(src)
+    entry = zoo_entry(zoo_name) if zoo_name else zoo_entry_for_file(src)
     if model_cfg is None:
         if num_classes is None and clean_report.head:
             raise ConvertError("the classifier was dropped: give num_classes (or classes)")
@@ -103,7 +109,18 @@ def convert_caffe2_to_checkpoint(
         log.warning("%s: %s", src, note)
 
     head_missing = "pred_w" not in blobs and "pred_b" not in blobs
+    if require_head and head_missing:
+        reason = clean_report.head_reason or "the file has none"
+        raise ConvertError(f"{src}: a network evaluated as converted keeps its own classifier, but it was dropped ({reason})")
+    released = isinstance(entry, ZooModel)
+    if classes is None and not head_missing and released and model_cfg.num_classes == len(kinetics400_classes()):
+        classes = list(kinetics400_classes())  # the released models' outputs, in classids.json order
     model, load_report = _network_from_blobs(blobs, model_cfg, seed, head_missing, init_missing_nonlocal, src)
+    new_blocks = [key for key in load_report.defaults if ".nl" in key]
+    if new_blocks:
+        # The original's rule for blobs a file lacks: logged, the network's own initialisation kept.
+        log.warning("%s has no non-local blocks: the network's %d non-local tensors keep their initialisation "
+                    "(each new block starts as the identity)", src, len(new_blocks))
     if load_report.leftover:
         notes.append(f"{len(load_report.leftover)} blobs did not match any tensor of the network")
         log.warning("%s: unused blobs: %s", src, ", ".join(load_report.leftover[:10]))
@@ -149,7 +166,7 @@ def _network_from_blobs(blobs: dict[str, np.ndarray], model_cfg: ModelConfig, se
     return model, load_report
 
 
-def _zoo_disagreements(cfg: ModelConfig, entry: ZooModel) -> list[str]:
+def _zoo_disagreements(cfg: ModelConfig, entry: ZooModel | PretrainedStart) -> list[str]:
     """One note per setting of an explicit config that differs from the file's zoo entry (the
     width aside: a mismatch there fails the loading itself)."""
     actual = cfg.to_dict()
@@ -178,7 +195,7 @@ def _inspect_pickle(path: Path) -> str:
     _, report = clean_blobs(blobs, num_classes=None)
     dropped = set(report.training_state)
     lines = [f"{path}: Caffe2 weights, {len(blobs)} blobs"]
-    entry = zoo_model_for_file(path)
+    entry = zoo_entry_for_file(path)
     try:
         inference = infer_network(blobs, zoo_entry=entry)
         cfg = inference.config
@@ -186,8 +203,10 @@ def _inspect_pickle(path: Path) -> str:
             f"looks like: {cfg.arch}-R{cfg.depth}{' non-local' if cfg.use_nonlocal else ''}, width {cfg.width}, "
             f"{cfg.num_classes} classes{', affine' if cfg.frozen_bn else ''}"
         )
-        if entry is not None:
+        if isinstance(entry, ZooModel):
             lines.append(f"zoo model {entry.name}: {entry.clip} clips, {entry.model_name}, published top-1 {entry.top1}")
+        elif entry is not None:
+            lines.append(f"{entry.name}: {entry.what}")
         lines += [f"note: {note}" for note in inference.notes]
     except NlflowError as exc:
         lines.append(f"architecture not inferred: {exc}")

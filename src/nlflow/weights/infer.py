@@ -23,7 +23,7 @@ import numpy as np
 from nlflow.errors import NlflowError
 from nlflow.models.builder import BLOCKS_PER_STAGE, ModelConfig
 from nlflow.weights.clean import is_bn_stat
-from nlflow.weights.zoo import AFFINE_NONLOCAL_GROUP, ZooModel
+from nlflow.weights.zoo import AFFINE_NONLOCAL_GROUP, PretrainedStart, ZooModel
 
 _RES4_BLOCK = re.compile(r"^res4_(\d+)_")
 _NONLOCAL_NORM = re.compile(r"^nonlocal_conv\d+_\d+_bn_")
@@ -43,15 +43,17 @@ class Inference:
     notes: tuple[str, ...] = ()
 
 
-def infer_network(blobs: Mapping[str, Any], num_classes: int | None = None, zoo_entry: ZooModel | None = None) -> Inference:
-    """The network of ``blobs`` (cleaned or not); ``zoo_entry`` supplies what blobs cannot show."""
+def infer_network(blobs: Mapping[str, Any], num_classes: int | None = None,
+                  zoo_entry: ZooModel | PretrainedStart | None = None) -> Inference:
+    """The network of ``blobs`` (cleaned or not); ``zoo_entry`` supplies what blobs cannot show
+    (a released model all of it; a starting point of the recipes its variant, not its clips)."""
     settings = _architecture(blobs)
     variant, notes = _variant(blobs, settings["use_nonlocal"])
     settings.update(variant)
     if zoo_entry is not None:
         settings = _with_zoo(settings, zoo_entry)
         notes = []  # the zoo entry settles every guess
-    else:
+    if not isinstance(zoo_entry, ZooModel):
         notes.append(
             "the clip shape is not in the file: assuming 8x8 clips and the resnet_video stem "
             "(pass a model config or name the file after its zoo model for 32x2, 128x1 or 32x4 weights)"
@@ -69,7 +71,8 @@ def _architecture(blobs: Mapping[str, Any]) -> dict[str, Any]:
         raise ConvertError("cannot infer the architecture: no conv1_w blob (pass a model config)")
     conv1 = np.shape(blobs["conv1_w"])
     if len(conv1) != 5:
-        raise ConvertError(f"conv1_w has shape {list(conv1)} (2-D ImageNet weights?): pass a model config to inflate them")
+        raise ConvertError(f"conv1_w has shape {list(conv1)} (2-D ImageNet weights?): name the network to inflate them "
+                           "into (nlflow weights convert --network <released model> or --config <config.yaml>)")
     arch = {5: "i3d", 1: "c2d"}.get(conv1[2])
     if arch is None:
         raise ConvertError(f"conv1_w temporal size {conv1[2]} matches neither i3d (5) nor c2d (1)")
@@ -101,7 +104,7 @@ def _variant(blobs: Mapping[str, Any], use_nonlocal: bool) -> tuple[dict[str, An
     ]
 
 
-def _with_zoo(settings: dict[str, Any], entry: ZooModel) -> dict[str, Any]:
+def _with_zoo(settings: dict[str, Any], entry: ZooModel | PretrainedStart) -> dict[str, Any]:
     zoo = entry.model_settings()
     for key in _CHECKED_AGAINST_ZOO:
         if key in settings and key in zoo and settings[key] != zoo[key]:

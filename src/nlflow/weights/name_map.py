@@ -118,27 +118,32 @@ def _as_array(value: Any, blob: str) -> np.ndarray:
 
 
 def _fit(array: np.ndarray, target: torch.Tensor, name: TensorName, report: LoadReport) -> torch.Tensor:
-    """``array`` reshaped to ``target``'s shape, inflating 2-D kernels over time when needed."""
+    """``array`` reshaped to ``target``'s shape, inflating 2-D kernels over time when needed.
+
+    The original's rule (``lib/utils/checkpoints.py``, ``initialize_master_gpu_model_params``): a
+    blob with fewer dimensions than the network's is inflated when its first two and last two sizes
+    match: T copies stacked along time, divided by T (a static clip gives the 2-D response); a blob
+    with as many dimensions must have the same shape, so a 5-D kernel of temporal size 1 does not
+    inflate into a kernel of size 3 or 5 (the original's assertion fails there).
+    """
     shape = tuple(target.shape)
     if array.shape == shape:
         out = array
     elif name.role == "fc_w" and array.shape == shape + (1, 1, 1):
         out = array.reshape(shape)  # the fully-convolutional test net stores pred as a 1x1x1 conv
-    elif name.role == "conv" and len(shape) == 5 and _inflatable(array.shape, shape):
+    elif name.role == "conv" and len(shape) == 5 and array.shape == shape[:2] + shape[3:]:
         temporal = shape[2]
-        planar = array.reshape(shape[:2] + shape[3:])
-        # Each of the T planes starts as the 2-D kernel / T, so a static clip gives the 2-D response.
-        out = np.repeat(planar[:, :, None], temporal, axis=2) / temporal
+        out = np.stack([array] * temporal, axis=2) / temporal
         if temporal > 1:
             report.inflated.append(name.blob)
+    elif name.role == "conv" and array.ndim == len(shape) == 5 and array.shape[2] == 1:
+        raise WeightMismatchError(
+            f"blob {name.blob!r} has shape {list(array.shape)}, but {name.key} needs {list(shape)}: only 2-D kernels "
+            "inflate over time (the original asserts that a 5-D kernel already has the network's shape)"
+        )
     else:
         raise WeightMismatchError(f"blob {name.blob!r} has shape {list(array.shape)}, but {name.key} needs {list(shape)}")
     return torch.from_numpy(np.ascontiguousarray(out)).to(target.dtype)
-
-
-def _inflatable(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
-    out, inp, _, h, w = target
-    return source in ((out, inp, h, w), (out, inp, 1, h, w))
 
 
 def _group_bn(names: Iterable[TensorName]) -> dict[str, dict[str, TensorName]]:

@@ -152,6 +152,75 @@ def zoo_model_for_file(path: str | os.PathLike) -> ZooModel | None:
     return _BY_NAME.get(Path(path).stem)
 
 
+# --- the starting points of the original's recipes: pretrained_model.tar.gz --------------------------
+
+TARBALL = "pretrained_model.tar.gz"
+TARBALL_URL = "https://dl.fbaipublicfiles.com/video-nonlocal/pretrained_model.tar.gz"
+
+
+@dataclass(frozen=True)
+class PretrainedStart:
+    """A member of the original's ``pretrained_model.tar.gz``: what its Kinetics recipes start from
+    (``TRAIN.PARAMS_FILE`` of ``scripts/*.sh``). It fixes only what its tensors fix: the depth and
+    width of the ImageNet ResNets (2-D: they inflate into C2D or I3D, any clip), and for the affine
+    model also the I3D architecture and the frozen BN its ``_s``/``_b`` blobs are (no statistics)."""
+
+    name: str
+    member: str  # its path in the tarball, below the tarball's top folder
+    what: str
+    settings: tuple[tuple[str, Any], ...]
+    scripts: tuple[str, ...]  # the recipes that start from it
+
+    @property
+    def url(self) -> str:
+        return TARBALL_URL
+
+    def model_settings(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+
+_IMAGENET_RECIPES = ("run_c2d_baseline_400k.sh", "run_c2d_baseline_400k_32f.sh", "run_c2d_nlnet_400k.sh",
+                     "run_c2d_nlnet_400k_32f.sh", "run_i3d_baseline_300k.sh", "run_i3d_baseline_300k_4gpu.sh",
+                     "run_i3d_baseline_400k.sh", "run_i3d_baseline_400k_32f.sh", "run_i3d_baseline_600k_4gpu.sh",
+                     "run_i3d_nlnet_400k.sh", "run_i3d_nlnet_400k_32f.sh")
+STARTS: tuple[PretrainedStart, ...] = (
+    PretrainedStart("r50_pretrain_c2_model_iter450450_clean", "r50_pretrain_c2_model_iter450450_clean.pkl",
+                    "ImageNet ResNet-50 (2-D kernels)", (("depth", 50), ("width", 64)), _IMAGENET_RECIPES),
+    # README, "Script details" 4: TRAIN.PARAMS_FILE r101_..., MODEL.DEPTH 101, VIDEO_ARC_CHOICE 3 / 4.
+    PretrainedStart("r101_pretrain_c2_model_iter450450_clean", "r101_pretrain_c2_model_iter450450_clean.pkl",
+                    "ImageNet ResNet-101 (2-D kernels)", (("depth", 101), ("width", 64)), ()),
+    # README, "Script details" 3: run_i3d_baseline_400k.sh's model, BN turned into affine layers by
+    # process_data/convert_models/modify_caffe2_ftvideo.py.
+    PretrainedStart("run_i3d_baseline_400k_affine_model_400k", "run_i3d_baseline_400k/affine_model_400k.pkl",
+                    "run_i3d_baseline_400k.sh's I3D ResNet-50 with BN folded into affine layers",
+                    (("arch", "i3d"), ("depth", 50), ("width", 64), ("frozen_bn", True)),
+                    ("run_i3d_baseline_affine_400k.sh", "run_i3d_nlnet_affine_400k.sh")),
+)
+_STARTS_BY_NAME = {start.name: start for start in STARTS}
+
+
+def start_names() -> list[str]:
+    return [start.name for start in STARTS]
+
+
+def zoo_entry(name: str) -> ZooModel | PretrainedStart:
+    """A released model or a starting point by name (a ConfigError naming the closest names otherwise)."""
+    if name in _STARTS_BY_NAME:
+        return _STARTS_BY_NAME[name]
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    close = difflib.get_close_matches(str(name), zoo_names() + start_names(), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "`nlflow weights list` shows them"
+    raise ConfigError(f"{name!r} is neither a released video-nonlocal-net model nor a file of {TARBALL} ({hint})")
+
+
+def zoo_entry_for_file(path: str | os.PathLike) -> ZooModel | PretrainedStart | None:
+    """The released model or starting point whose file name ``path`` carries, if any."""
+    stem = Path(path).stem
+    return _BY_NAME.get(stem) or _STARTS_BY_NAME.get(stem) or next(
+        (start for start in STARTS if Path(path).as_posix().endswith(start.member)), None)
+
+
 def format_zoo_table() -> str:
     """The zoo as a text table: name, frames x rate, arch, non-local, affine, top-1 / top-5."""
     header = ("name", "clip", "arch", "NL", "affine", "top-1", "top-5", "script")
@@ -162,10 +231,13 @@ def format_zoo_table() -> str:
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    starts = [f"  {start.name:<42} {start.what}; fixes {', '.join(f'{k}={v}' for k, v in start.settings)}"
+              for start in STARTS]
     return "\n".join(lines + [
         "", f"{len(ZOO)} Kinetics-400 models, ResNet-50; files at {ZOO_URL}",
         "Fine-tune one: set `pretrained.name: <name>` in the config (the model keys follow from the name).",
         "Offline: also set `pretrained.pkl:` to your copy of <name>.pkl, or to a folder holding it.",
+        "", f"Starting points of the original's recipes, members of {TARBALL_URL}:", *starts,
     ])
 
 
@@ -181,6 +253,15 @@ REQUIRED_WITHOUT_ZOO = ("arch", "depth", "use_nonlocal", "video_length", "sample
 _MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
 
+def network_of_config(config: Mapping[str, Any], num_classes: int) -> ModelConfig:
+    """The network a workflow config describes: its ``model`` section completed from its
+    ``pretrained`` section (``nlflow weights convert --config``)."""
+    model = resolve_pretrained(config.get("model") or {}, config.get("pretrained") or {}).model
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig(num_classes=num_classes, **{key: value for key, value in model.items()
+                                                    if key in known and value is not None})
+
+
 @dataclass(frozen=True)
 class PretrainedSource:
     """What the config's ``pretrained`` section resolves to."""
@@ -191,7 +272,7 @@ class PretrainedSource:
 
     @property
     def url(self) -> str | None:
-        return zoo_model(self.name).url if self.name else None
+        return zoo_entry(self.name).url if self.name else None
 
     @property
     def sources(self) -> list[str]:
@@ -243,7 +324,7 @@ def check_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
     problems: list[str] = []
     if name is not None:
         try:
-            entry = zoo_model(name)
+            entry = zoo_entry(name)
         except ConfigError as exc:
             return None, [str(exc)]
         for key, zoo_value in entry.model_settings().items():
@@ -259,8 +340,9 @@ def check_pretrained(model: Mapping[str, Any], pretrained: Mapping[str, Any],
             problems += _local_zoo_file_problems(name, pkl)
     missing = [key for key in REQUIRED_WITHOUT_ZOO if resolved.get(key) is None]
     if missing:
-        problems.append(f"model.{', model.'.join(missing)} must be set (or set pretrained.name to take them "
-                        "from the model zoo)")
+        hint = (f"{name} fixes only {', '.join(zoo_entry(name).model_settings())}" if name
+                else "or set pretrained.name to take them from the model zoo")
+        problems.append(f"model.{', model.'.join(missing)} must be set ({hint})")
     if problems:
         return None, problems
     for key in ZOO_MODEL_KEYS:

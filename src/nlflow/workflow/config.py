@@ -133,3 +133,23 @@ def demo_model_id(model: Mapping[str, Any]) -> str:
     experiments that compare architectures each start from a demo file of their own shape."""
     digest = hashlib.sha256(json.dumps(network_params(model), sort_keys=True).encode()).hexdigest()[:8]
     return f"{model['arch']}{'_nonlocal' if model.get('use_nonlocal') else ''}_{digest}"
+
+
+def trains(config: Mapping[str, Any]) -> bool:
+    """Whether a (validated) config trains, or evaluates its pretrained network as converted
+    (``train.enabled: false``)."""
+    return bool(config["train"].get("enabled", True))
+
+
+def check_untrained(config: Mapping[str, Any], experiment: str | None = None) -> None:
+    """A config with ``train.enabled: false`` must name pretrained weights and keep their classifier."""
+    if trains(config):
+        return
+    where = f"experiment {experiment}: " if experiment else ""
+    pretrained = config["pretrained"]
+    if not pretrained.get("name") and not pretrained.get("pkl"):
+        raise ConfigError(f"{where}train.enabled is false but pretrained.name and pretrained.pkl are unset: "
+                          "there is no network to evaluate")
+    if pretrained.get("drop_head", True):
+        raise ConfigError(f"{where}train.enabled is false: set pretrained.drop_head to false, so the network "
+                          "is evaluated with its own classifier (a new one would score at chance)")

@@ -72,6 +72,14 @@ def extract(archive: str, target_dir: str, nested: bool = False) -> None:
     )
 
 
+def extract_member(archive: str, member: str, dest: str) -> None:
+    """One file of a tar archive (a starting point in the original's pretrained_model.tar.gz)."""
+    from nlflow.archives.extract import extract_tar_member
+
+    size = extract_tar_member(archive, member, dest)
+    log.info("%s: %s, %d bytes -> %s", Path(archive).name, member, size, dest)
+
+
 def make_lists(
     videos_dir: str,
     splits_dir: str | None,
@@ -92,6 +100,10 @@ def make_lists(
         Path(out["train"]).parent,
     )
     log.info("%s", VALIDATION_TEXT[summary["validation"]])
+    if lists.missing:
+        by_split = ", ".join(f"{count} {split}" for split, count in summary["missing_by_split"].items())
+        log.warning("%d listed videos are not in the copy (%s; missing test videos count as wrong, as the "
+                    "original counts them), named in %s", len(lists.missing), by_split, out.get("missing", "missing.csv"))
 
 
 def downscale(
@@ -103,13 +115,21 @@ def downscale(
     keyframe_interval: int,
     qscale: int,
     n_jobs: int,
+    folders: Sequence[str] | None = None,
 ) -> None:
+    """Every video of the source, or with ``folders`` (a Kinetics copy's split folders) every video
+    below those top folders of ``extracted_dir``, taken as it is (no top folder unwrapped)."""
     from nlflow.fileio import resumable_dir
     from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.video.downscale import downscale_all
 
-    root = video_root(extracted_dir)
-    videos = list_videos(root)
+    if folders is None:
+        root = video_root(extracted_dir)
+        videos = list_videos(root)
+    else:
+        root = Path(extracted_dir)
+        videos = [f"{folder}/{rel}" for folder in folders for rel in list_videos(root / folder)]
+        log.info("reading %s of %s", ", ".join(f"{folder}/" for folder in folders), root)
     if not videos:
         raise NlflowError(f"no videos found under {root}")
     # A killed job leaves its finished videos in the work folder; the re-run reuses them.
@@ -173,20 +193,34 @@ def write_lmdb(
     log.info("%s store: %d records -> %s", kind, count, out)
 
 
-def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool) -> None:
+def clean_weights(pkl: str | None, out: str, model: Mapping[str, Any], drop_head: bool, keep_bn_stats: bool,
+                  classes: Sequence[str] | None = None, evaluate_as_is: bool = False) -> None:
+    """The pretrained network as an nlflow checkpoint (``classes``: the dataset's names, when known
+    before the lists are made). ``evaluate_as_is``: no training follows, so the file's own
+    classifier must fit the dataset (a new one would score at chance)."""
     from nlflow.models.builder import ModelConfig, build_model
     from nlflow.models.checkpoint import save_checkpoint
     from nlflow.weights.convert import convert_caffe2_to_checkpoint
 
     config = ModelConfig.from_dict(dict(model))
+    classes = list(classes) if classes is not None else None
     if pkl is None:
+        if evaluate_as_is:
+            raise NlflowError("train.enabled is false but no pretrained weights are configured: there is nothing to evaluate")
         log.warning("no pretrained weights configured: training starts from a fresh initialisation")
-        save_checkpoint(out, build_model(config), classes=None, extra={"source": "scratch"})
+        save_checkpoint(out, build_model(config), classes=classes, extra={"source": "scratch"})
         return
-    convert_caffe2_to_checkpoint(
-        pkl, out, model_cfg=config, num_classes=config.num_classes,
-        drop_head=drop_head, keep_bn_stats=keep_bn_stats,
+    # A file without non-local blocks starts a non-local network (the ImageNet and affine starts):
+    # the blocks keep their initialisation, the original's rule for blobs a file lacks. A network
+    # evaluated as converted must find every tensor in the file.
+    report = convert_caffe2_to_checkpoint(
+        pkl, out, model_cfg=config, num_classes=config.num_classes, classes=classes,
+        drop_head=drop_head, keep_bn_stats=keep_bn_stats, require_head=evaluate_as_is,
+        init_missing_nonlocal=not evaluate_as_is,
     )
+    if evaluate_as_is:
+        log.info("train.enabled is false: this network, with its own %d-class classifier, is what evaluate scores",
+                 report.model_config.num_classes)
 
 
 def train(
@@ -316,11 +350,15 @@ def report(train_metrics: str, eval_metrics: str, out_dir: str, settings: Mappin
 
 
 def compare(experiments: Sequence[str], eval_metrics: Sequence[str], train_metrics: Sequence[str],
-            models: Sequence[str], out: Mapping[str, str]) -> None:
+            models: Sequence[str], out: Mapping[str, str], trains: Sequence[bool] | None = None) -> None:
+    """One comparison row per experiment; ``models`` are the evaluated networks, ``train_metrics``
+    the training logs of the experiments whose ``trains`` entry is true (all, when not given)."""
+    trains = [True] * len(experiments) if trains is None else list(trains)
     from nlflow.evaluate.compare import experiment_row, write_comparison
 
-    rows = [experiment_row(name, metrics, training, model)
-            for name, metrics, training, model in zip(experiments, eval_metrics, train_metrics, models)]
+    trained = iter(train_metrics)  # one file per experiment that trains (``trains``), in order
+    rows = [experiment_row(name, metrics, next(trained) if does_train else None, model)
+            for name, metrics, model, does_train in zip(experiments, eval_metrics, models, trains)]
     frame = write_comparison(rows, out["table"], out["markdown"], out["chart"])
     for row in frame.itertuples():
         log.info("%s: video top-1 %.4f, top-5 %.4f, clip top-1 %.4f", row.experiment, row.top1, row.top5, row.clip_top1)

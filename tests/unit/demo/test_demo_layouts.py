@@ -89,3 +89,25 @@ def test_cli_format_option():
         build_parser().parse_args(["demo", "out", "--format", "kinetics"])
     with pytest.raises(demo.DemoError, match="unknown demo format"):
         demo.generate_demo("unused", layout="kinetics")
+
+
+@pytest.mark.parametrize("layout", ["kinetics_cvdf", "kinetics_folders"])
+def test_kinetics_layouts_are_read_back_with_classids_labels(tmp_path, layout):
+    from nlflow.lists.kinetics import kinetics_lists
+    from nlflow.lists.kinetics_facts import kinetics400_classes, original_val_list
+
+    summary = demo.generate_demo(tmp_path, num_frames=NUM_FRAMES, clips_per_group=1, n_jobs=2, layout=layout)
+    root = tmp_path / "kinetics400"
+    assert summary.videos_path == str(root) and summary.splits_path is None
+    assert sorted(p.name for p in root.iterdir()) == ["annotations", "train", "val"]
+    lists = kinetics_lists(root)
+    assert lists.about["layout"] == {"kinetics_cvdf": "cvdf", "kinetics_folders": "class_folders"}[layout]
+    names = kinetics400_classes()
+    labels = sorted({video.label for video in lists.train})
+    assert [names[label] for label in labels] == sorted(summary.classes, key=names.index)
+    # 25 groups x 5 classes: 7 test groups form val; one listed video per class and split is not on disk
+    assert (len(lists.train), len(lists.test), len(lists.missing)) == (90, 40, 10)
+    assert all(video.path.endswith(".mp4") for video in lists.train + lists.test)
+    original = set(original_val_list())
+    assert all((video.group, video.label) in original for video in lists.test)  # val ids are the original's
+    assert summary.corrupt_videos[0].startswith("train/")

@@ -105,3 +105,32 @@ def test_inspect_lists_pickles_and_checkpoints(tmp_path):
     convert_caffe2_to_checkpoint(tmp_path / "w.pkl", tmp_path / "w.pt")
     text = inspect_weights(tmp_path / "w.pt")
     assert "nlflow model checkpoint" in text and "num_classes=5" in text and "res3.nl1.theta.weight" in text
+
+
+def test_a_released_model_keeps_its_kinetics_class_names(tmp_path):
+    from nlflow.lists.kinetics_facts import kinetics400_classes
+
+    cfg = ModelConfig(width=8, num_classes=400)  # i3d non-local 8x8, as i3d_nonlocal_8x8_IN_pretrain_400k
+    released = tmp_path / "i3d_nonlocal_8x8_IN_pretrain_400k.pkl"
+    write_official_pickle(released, trained_model(cfg))
+    convert_caffe2_to_checkpoint(released, tmp_path / "named.pt")
+    assert read_checkpoint(tmp_path / "named.pt")["classes"] == list(kinetics400_classes())
+    assert load_checkpoint(tmp_path / "named.pt").classes[208] == "passing American football (in game)"
+    # a new head is not the released one: no names; a file of no released model: no names
+    convert_caffe2_to_checkpoint(released, tmp_path / "new_head.pt", num_classes=101)
+    assert read_checkpoint(tmp_path / "new_head.pt")["classes"] is None
+    write_official_pickle(tmp_path / "mine.pkl", trained_model(cfg))
+    convert_caffe2_to_checkpoint(tmp_path / "mine.pkl", tmp_path / "mine.pt")
+    assert read_checkpoint(tmp_path / "mine.pt")["classes"] is None
+
+
+def test_a_network_evaluated_as_converted_must_keep_its_head(tmp_path):
+    cfg = ModelConfig(width=8, num_classes=400)
+    write_official_pickle(tmp_path / "k400.pkl", trained_model(cfg))
+    with pytest.raises(ConvertError, match=r"keeps its own classifier, but it was dropped \(400 classes in the file, 101 wanted\)"):
+        convert_caffe2_to_checkpoint(tmp_path / "k400.pkl", tmp_path / "out.pt", model_cfg=cfg, num_classes=101,
+                                     require_head=True)
+    assert not (tmp_path / "out.pt").exists()
+    with pytest.raises(ConvertError, match=r"it was dropped \(requested\)"):
+        convert_caffe2_to_checkpoint(tmp_path / "k400.pkl", tmp_path / "out.pt", drop_head=True, num_classes=400,
+                                     require_head=True)

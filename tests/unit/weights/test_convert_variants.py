@@ -171,7 +171,7 @@ def test_a_file_named_like_another_zoo_model_is_refused(tmp_path):
     write_official_pickle(tmp_path / "i3d_nonlocal_8x8_IN_pretrain_400k.pkl", trained_model(c2d))
     with pytest.raises(ConvertError, match="blobs show arch 'c2d'"):
         convert_caffe2_to_checkpoint(tmp_path / "i3d_nonlocal_8x8_IN_pretrain_400k.pkl", tmp_path / "b.pt")
-    with pytest.raises(Exception, match="not a released video-nonlocal-net model"):
+    with pytest.raises(Exception, match="neither a released video-nonlocal-net model"):
         convert_caffe2_to_checkpoint(tmp_path / "i3d_nonlocal_8x8_IN_pretrain_400k.pkl", tmp_path / "c.pt", zoo_name="i3d_nl")
 
 

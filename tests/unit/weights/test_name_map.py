@@ -92,9 +92,9 @@ def test_2d_imagenet_kernels_are_inflated_by_repeating_and_dividing_by_t():
     np.testing.assert_allclose(state["res2.0.conv_a.weight"].numpy().sum(axis=2), planar["res2_0_branch2a_w"][:, :, 0, 0][..., None, None], rtol=1e-5)
     assert "conv1_w" in report.inflated and "res3_0_branch2a_w" in report.inflated
     assert "res3_1_branch2a_w" not in report.inflated  # temporal kernel 1 there: a plain copy
-    # 5-D kernels with a temporal size of 1 inflate too.
-    state5, _ = blobs_to_state_dict(blobs, i3d_model)
-    torch.testing.assert_close(state5["stem.conv.weight"], state["stem.conv.weight"])
+    # A 5-D kernel of temporal size 1 (a C2D file) does not inflate: the original asserts equal shapes.
+    with pytest.raises(WeightMismatchError, match=r"'conv1_w' has shape \[4, 3, 1, 7, 7\].*only 2-D kernels inflate"):
+        blobs_to_state_dict(blobs, i3d_model)
 
 
 def test_missing_and_misshapen_blobs_are_errors_and_leftovers_are_reported():

@@ -47,7 +47,7 @@ def test_solver_defaults_are_the_original_solver():
     validate(config, str(SCHEMA))
     from nlflow.train import TrainSettings
 
-    train = {k: v for k, v in config["train"].items() if k not in ("gpus", "nodes")}  # as the rule passes it
+    train = {k: v for k, v in config["train"].items() if k not in ("gpus", "nodes", "enabled")}  # as the rule passes it
     settings = TrainSettings.from_config(config["model"], train)
     max_iter = config["train"]["max_iter"]
     assert settings.base_lr == 0.01

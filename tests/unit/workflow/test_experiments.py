@@ -137,3 +137,37 @@ def test_the_ucf101_schedules_table_holds_the_original_rule_and_plans(tmp_path):
         "write_lmdb": 3, "download_weights": 1, "clean_weights": 3, "train": 3, "evaluate": 3, "report": 3,
         "compare": 1, "all": 1,
     }
+
+
+def test_the_originals_kinetics_recipes_are_rows_of_a_table():
+    """config/kinetics400_recipes.tsv against the original's scripts/*.sh and configs/*.yaml, read
+    by hand: 13 recipes whose starting point is in pretrained_model.tar.gz."""
+    import jsonschema
+
+    base = coerce_to_schema(yaml.safe_load((REPO / "config" / "kinetics400.yaml").read_text()), SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(base)
+    configs = read_experiments(REPO / "config" / "kinetics400_recipes.tsv", base, SCHEMA).configs
+    assert len(configs) == 13 and all(config["train"]["enabled"] and config["pretrained"]["drop_head"]
+                                      for config in configs.values())
+
+    nl = configs["run_i3d_nlnet_400k"]  # DBG_kinetics_resnet_8gpu_c2d_nonlocal_400k.yaml, VIDEO_ARC_CHOICE 2
+    assert nl["pretrained"]["name"] == "r50_pretrain_c2_model_iter450450_clean"
+    assert (nl["model"]["arch"], nl["model"]["use_nonlocal"], nl["model"]["depth"], nl["model"]["width"]) == ("i3d", True, 50, 64)
+    assert (nl["train"]["batch_size"], nl["train"]["max_iter"], nl["train"]["base_lr"]) == (64, 400000, 0.01)
+    assert nl["train"]["lr_steps"] == [0, 150000, 300000] and nl["train"]["scale_range"] == [256, 320]
+
+    c2d32 = configs["run_c2d_nlnet_400k_32f"]  # VIDEO_ARC_CHOICE 1, 32 x 2, MODEL_NAME resnet_video_org
+    assert (c2d32["model"]["arch"], c2d32["model"]["video_length"], c2d32["model"]["sample_rate"],
+            c2d32["model"]["stem_temporal_stride"]) == ("c2d", 32, 2, 2)
+
+    four = configs["run_i3d_baseline_300k_4gpu"]  # the 4-GPU 300k config, DROPOUT_RATE 0.0
+    assert (four["train"]["batch_size"], four["train"]["base_lr"], four["train"]["max_iter"]) == (32, 0.005, 300000)
+    assert four["train"]["lr_steps"] == [0, 150000, 250000] and four["train"]["scale_range"] == [256, 256]
+    assert four["model"]["dropout"] == 0.0 and not four["model"]["use_nonlocal"]
+    assert configs["run_i3d_baseline_600k_4gpu"]["train"]["lr_steps"] == [0, 300000, 500000]
+
+    affine = configs["run_i3d_nlnet_affine_400k"]  # the affine config: USE_AFFINE, NONLOCAL.USE_BN False
+    assert affine["pretrained"]["name"] == "run_i3d_baseline_400k_affine_model_400k"
+    assert (affine["model"]["frozen_bn"], affine["model"]["nonlocal_norm"], affine["model"]["video_length"],
+            affine["model"]["sample_rate"]) == (True, False, 32, 4)
+    assert (affine["train"]["batch_size"], affine["train"]["base_lr"], affine["train"]["precise_bn_iters"]) == (16, 0.0025, 0)

@@ -80,3 +80,25 @@ def test_every_model_key_the_training_loop_reads_reaches_it():
     assert (settings.video_length, settings.sample_rate, settings.dropout) == (16, 4, 0.0)
     # The network's keys go to clean_weights without the dropout rate, which has no weights.
     assert network_params(model) == {"arch": "i3d", "sample_rate": 4, "video_length": 16, "width": 8}
+
+
+def test_evaluating_without_training_needs_weights_with_their_head():
+    import copy
+
+    import pytest
+
+    from nlflow.errors import ConfigError
+    from nlflow.workflow.config import check_untrained, trains
+
+    config = yaml.safe_load((REPO / "config" / "kinetics400.yaml").read_text())
+    assert not trains(config)
+    check_untrained(config)
+    dropped = copy.deepcopy(config)
+    dropped["pretrained"]["drop_head"] = True
+    with pytest.raises(ConfigError, match="experiment e1: train.enabled is false: set pretrained.drop_head to false"):
+        check_untrained(dropped, "e1")
+    bare = copy.deepcopy(config)
+    bare["pretrained"]["name"] = None
+    with pytest.raises(ConfigError, match="there is no network to evaluate"):
+        check_untrained(bare)
+    check_untrained(dict(bare, train={"enabled": True}))  # training from scratch is fine
