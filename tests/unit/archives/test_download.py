@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,93 +11,15 @@ import pytest
 from nlflow.archives.download import DownloadError, fetch, local_source_path, read_lock_file
 from nlflow.errors import NlflowError
 
+from helpers.http_server import payload, serve
+
 FAST = dict(retries=3, backoff=0.01, timeout=5)
-
-
-@dataclass
-class ServerState:
-    files: dict[str, bytes] = field(default_factory=dict)
-    missing: set[str] = field(default_factory=set)  # answer 404
-    drop_after: dict[str, int] = field(default_factory=dict)  # first GET sends N bytes, then hangs up
-    ignore_range: set[str] = field(default_factory=set)  # answer 200 + whole body to Range requests
-    fail_once: set[str] = field(default_factory=set)  # first GET answers 500
-    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
-    bytes_sent: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    state: ServerState  # set on a subclass per server
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
-        state = self.state
-        path = self.path
-        range_header = self.headers.get("Range")
-        with state.lock:
-            state.requests.append((path, range_header))
-            if path in state.fail_once:
-                state.fail_once.discard(path)
-                self.send_error(500, "simulated failure")
-                return
-            drop_at = state.drop_after.pop(path, None)
-        if path in state.missing or path not in state.files:
-            self.send_error(404, "not here")
-            return
-        body = state.files[path]
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
-        if match and path not in state.ignore_range:
-            start = int(match.group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if drop_at is not None:
-            payload = payload[:drop_at]
-            self.close_connection = True
-        self.wfile.write(payload)
-        self.wfile.flush()
-        with state.lock:
-            state.bytes_sent[path] = state.bytes_sent.get(path, 0) + len(payload)
 
 
 @pytest.fixture()
 def server():
-    state = ServerState()
-    handler = type("Handler", (_Handler,), {"state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve() as (base, state):
         yield base, state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-def _payload(size: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    block = hashlib.sha256(str(seed).encode()).digest()
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:size])
 
 
 def _sha(data: bytes) -> str:
@@ -114,7 +32,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_plain_download_verifies_checksum(server, tmp_path):
     base, state = server
-    data = _payload(3_000_000)
+    data = payload(3_000_000)
     state.files["/UCF101.rar"] = data
     dest = tmp_path / "UCF101.rar"
     result = fetch([f"{base}/UCF101.rar"], dest, sha256=_sha(data).upper(), **FAST)
@@ -130,7 +48,7 @@ def test_plain_download_verifies_checksum(server, tmp_path):
 
 def test_interrupted_transfer_resumes_with_range(server, tmp_path):
     base, state = server
-    data = _payload(2_500_000, seed=1)
+    data = payload(2_500_000, seed=1)
     state.files["/big.bin"] = data
     state.drop_after["/big.bin"] = 1_000_000
     dest = tmp_path / "big.bin"
@@ -153,7 +71,7 @@ def test_interrupted_transfer_resumes_with_range(server, tmp_path):
 
 def test_drop_then_retry_resumes_within_one_call(server, tmp_path):
     base, state = server
-    data = _payload(1_200_000, seed=2)
+    data = payload(1_200_000, seed=2)
     state.files["/f.bin"] = data
     state.drop_after["/f.bin"] = 300_000
     state.fail_once.add("/f.bin")  # 500 first, then the dropped transfer, then the resume
@@ -165,7 +83,7 @@ def test_drop_then_retry_resumes_within_one_call(server, tmp_path):
 
 def test_server_ignoring_range_restarts_or_fails_strictly(server, tmp_path):
     base, state = server
-    data = _payload(800_000, seed=3)
+    data = payload(800_000, seed=3)
     state.files["/n.bin"] = data
     state.ignore_range.add("/n.bin")
     (tmp_path / "n.bin.part").write_bytes(data[:100_000])
@@ -180,7 +98,7 @@ def test_server_ignoring_range_restarts_or_fails_strictly(server, tmp_path):
 
 def test_mirror_fallback_after_404(server, tmp_path):
     base, state = server
-    data = _payload(50_000, seed=4)
+    data = payload(50_000, seed=4)
     state.files["/mirror2/s.zip"] = data
     result = fetch([f"{base}/mirror1/s.zip", f"{base}/mirror2/s.zip"], tmp_path / "s.zip", sha256=_sha(data), **FAST)
     assert result.source == f"{base}/mirror2/s.zip"
@@ -202,7 +120,7 @@ def test_all_mirrors_failing_is_one_clear_error(server, tmp_path):
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     base, state = server
-    state.files["/a.bin"] = _payload(10_000, seed=5)
+    state.files["/a.bin"] = payload(10_000, seed=5)
     with pytest.raises(DownloadError) as info:
         fetch([f"{base}/a.bin"], tmp_path / "a.bin", sha256="0" * 64, **FAST)
     assert "expected " + "0" * 64 in str(info.value) and "got " in str(info.value)
@@ -211,7 +129,7 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
 
 def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
     base, state = server
-    first = _payload(20_000, seed=6)
+    first = payload(20_000, seed=6)
     state.files["/UCF101.rar"] = first
     lock = tmp_path / "checksums.sha256"
     lock.write_text(f"{'a' * 64}  other.zip\n")
@@ -224,7 +142,7 @@ def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
 
     # The server now serves different bytes: a fresh download must be refused.
     dest.unlink()
-    state.files["/UCF101.rar"] = _payload(20_000, seed=7)
+    state.files["/UCF101.rar"] = payload(20_000, seed=7)
     with pytest.raises(DownloadError, match="mismatch"):
         fetch([f"{base}/UCF101.rar"], dest, lock_file=lock, **FAST)
     assert not dest.exists() and not (tmp_path / "data" / "UCF101.rar.part").exists()
@@ -237,7 +155,7 @@ def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
 
 def test_existing_wrong_dest_is_replaced_only_by_a_verified_file(server, tmp_path):
     base, state = server
-    data = _payload(30_000, seed=8)
+    data = payload(30_000, seed=8)
     state.files["/v.bin"] = data
     dest = tmp_path / "v.bin"
     dest.write_bytes(b"stale")
@@ -246,7 +164,7 @@ def test_existing_wrong_dest_is_replaced_only_by_a_verified_file(server, tmp_pat
 
 
 def test_file_sources(tmp_path, monkeypatch):
-    data = _payload(70_000, seed=9)
+    data = payload(70_000, seed=9)
     source_dir = tmp_path / "mirror"
     source_dir.mkdir()
     (source_dir / "s.zip").write_bytes(data)
@@ -277,7 +195,7 @@ def test_local_source_path_parsing():
 
 def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
     base, state = server
-    data = _payload(40_000, seed=10)
+    data = payload(40_000, seed=10)
     state.files["/w.bin"] = data
     (tmp_path / "w.bin.part").write_bytes(data)  # killed after the last byte, before the rename
     result = fetch([f"{base}/w.bin"], tmp_path / "w.bin", sha256=_sha(data), **FAST)
@@ -288,8 +206,8 @@ def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
 def test_local_folder_source_takes_the_file_of_the_same_name(tmp_path):
     folder = tmp_path / "offline"
     folder.mkdir()
-    payload = os.urandom(5000)
-    (folder / "UCF101.rar").write_bytes(payload)
+    data = os.urandom(5000)
+    (folder / "UCF101.rar").write_bytes(data)
     dest = tmp_path / "download" / "UCF101.rar"
-    result = fetch([str(folder)], dest, sha256=hashlib.sha256(payload).hexdigest())
-    assert dest.read_bytes() == payload and result.size == 5000
+    result = fetch([str(folder)], dest, sha256=hashlib.sha256(data).hexdigest())
+    assert dest.read_bytes() == data and result.size == 5000
