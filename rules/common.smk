@@ -4,8 +4,14 @@ from nlflow.archives.download import local_source_path
 from nlflow.evaluate.headline import comparison_headline, headline_numbers
 from nlflow.lists.datasets import dataset_spec, video_source_dir
 from nlflow.weights.zoo import resolve_pretrained, zoo_model, zoo_names
-from nlflow.workflow.config import DEMO_MODEL_PLACEHOLDER, ReportOnly, demo_model_id
+from nlflow.workflow.config import (
+    DEMO_MODEL_PLACEHOLDER,
+    Operational,
+    ReportOnly,
+    demo_model_id,
+)
 from nlflow.workflow.experiments import find_table, read_experiments
+from nlflow.workflow.plan import downscale_estimate
 
 
 def R(path):
@@ -230,3 +236,9 @@ def pretrained_weights(wildcards):
     if name:
         return [R(f"weights/download/{name}.pkl")]
     return [expand_pkl(pkl, cfg["model"])] if pkl else []
+
+
+def preflight_params(**estimates):
+    """Whether a big stage checks the free space before it writes (and what it expects to write);
+    never a reason to re-run a job (Operational)."""
+    return Operational(check_disk=config["preflight"]["check_disk"], **estimates)

@@ -24,5 +24,6 @@ rule downscale:
         upsample=config["downscale"]["upsample"],
         keyframe_interval=config["downscale"]["keyframe_interval"],
         qscale=config["downscale"]["qscale"],
+        preflight=preflight_params(estimate_bytes=downscale_estimate(config)),
     script:
         "../workflow/scripts/downscale.py"

@@ -46,5 +46,6 @@ rule train:
         operational=section_params("train", result=False),
         clip=clip_params,
         checkpoint_dir=exp_path("train/checkpoints"),
+        preflight=preflight_params(),
     script:
         "../workflow/scripts/train.py"

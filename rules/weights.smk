@@ -18,6 +18,7 @@ rule download_weights:
     params:
         urls=lambda wildcards: [zoo_model(wildcards.name).url],
         sha256=None,
+        preflight=preflight_params(),
         # No checksum is published: the first complete download is recorded and later ones verified.
         lock_file=lambda wildcards: R(f"weights/download/{wildcards.name}.pkl.sha256"),
     message:

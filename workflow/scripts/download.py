@@ -10,4 +10,5 @@ run_stage(
     lock_file=snakemake.params.lock_file,
     # download_weights has no md5 param: zoo files have no published checksum at all.
     md5=snakemake.params.get("md5"),
+    check_disk=snakemake.params.preflight["check_disk"],
 )

@@ -12,4 +12,6 @@ run_stage(
     keyframe_interval=snakemake.params.keyframe_interval,
     qscale=snakemake.params.qscale,
     n_jobs=snakemake.threads,
+    estimate_bytes=snakemake.params.preflight["estimate_bytes"],
+    check_disk=snakemake.params.preflight["check_disk"],
 )

@@ -60,3 +60,10 @@ def publish(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy a finished artefact to its rule output atomically (the run folder keeps the original)."""
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def checkpoint_bytes(model_bytes: int, keep_checkpoints: int) -> int:
+    """What a training run writes, for a network whose weights take ``model_bytes``: the newest
+    ``keep_checkpoints`` snapshots plus the one being written (weights and SGD momentum each),
+    the final model and its published copy."""
+    return (keep_checkpoints + 1) * 2 * model_bytes + 2 * model_bytes
