@@ -178,7 +178,11 @@ def fault_message(fault: StorageFault, output: str | os.PathLike | None) -> str:
     if need is not None:
         parts.append(f"{need[1]} needs about {format_bytes(need[0])}")
     if fault.errno in (errno.EIO, None) and (free is None or free > _NEARLY_FULL_BYTES):
-        advice = "the disk may be failing: check `dmesg` and the disk's health before running the same command again"
+        # The free space is measured after the partial output was removed: a store that filled
+        # the disk (LMDB says EIO) has freed its space again, so both causes stay possible.
+        advice = ("either the disk filled up while writing (the partial output has been removed since) or it is "
+                  "failing: check `dmesg` and the disk's health, free space (or point results_dir at a larger disk) "
+                  "and run the same command again")
     elif fault.errno == errno.EFBIG:
         advice = "raise the file-size limit (`ulimit -f unlimited`) or use a filesystem that holds larger files, then run the same command again"
     else:

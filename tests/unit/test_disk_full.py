@@ -209,3 +209,12 @@ def test_a_full_disk_ends_the_job_in_one_line(disk, tmp_path, capfd):
     assert message.endswith("free space (or point results_dir at a larger disk) and run the same command again: "
                             "finished work is kept")
     assert json.dumps(message)  # one plain line
+
+
+def test_an_input_output_error_with_space_left_names_both_causes(tmp_path):
+    # LMDB reports a full disk as EIO, and its partial store is gone (its space free again) by the
+    # time the line is written: the line must not rule out a full disk, nor a failing one
+    fault = storage_fault(OSError(errno.EIO, os.strerror(errno.EIO), str(tmp_path / "train.lmdb")))
+    message = fault_message(fault, tmp_path / "train.lmdb")
+    assert message.startswith(f"input/output error at {tmp_path / 'train.lmdb'}; ")
+    assert "filled up while writing" in message and "dmesg" in message and "free space" in message
