@@ -31,13 +31,18 @@ def write_config(workdir: Path, config: dict[str, Any], name: str = "config.yaml
     return path
 
 
-def snakemake(
-    workdir: Path, config_file: Path, *args: str, timeout: int = 900, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    command = [
+def snakemake_command(workdir: Path, config_file: Path, *args: str, cores: int = 2) -> list[str]:
+    return [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config_file), "--cores", "2", *args,
+        "--configfile", str(config_file), "--cores", str(cores), *args,
     ]
+
+
+def snakemake(
+    workdir: Path, config_file: Path, *args: str, timeout: int = 900, env: dict[str, str] | None = None,
+    cores: int = 2,
+) -> subprocess.CompletedProcess:
+    command = snakemake_command(workdir, config_file, *args, cores=cores)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
