@@ -28,6 +28,7 @@ from nlflow.workflow.config import (
     trains,
 )
 from nlflow.workflow.experiments import find_table, read_experiments
+from nlflow.workflow.plan import downscale_estimate
 
 
 def R(path):
@@ -360,3 +361,9 @@ def zoo_sources(wildcards):
                 str(local_zoo_file(wildcards.name, with_results_dir(pretrained["pkl"])))
             ]
     return [zoo_model(wildcards.name).url]
+
+
+def preflight_params(**estimates):
+    """Whether a big stage checks the free space before it writes (and what it expects to write);
+    never a reason to re-run a job (Operational)."""
+    return Operational(check_disk=config["preflight"]["check_disk"], **estimates)

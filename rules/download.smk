@@ -22,6 +22,7 @@ rule download_dataset:
         sha256=lambda wildcards: archive_by_filename(wildcards.filename)["sha256"],
         # Checked on every run; the lock file below still records the first download's SHA-256.
         md5=lambda wildcards: archive_by_filename(wildcards.filename)["md5"],
+        preflight=preflight_params(),
         # The demo regenerates its archives when its settings change: nothing to pin there.
         lock_file=lambda wildcards: (
             None
@@ -55,5 +56,6 @@ rule extract_dataset:
     params:
         # HMDB-51's video archive holds one RAR per class: each is unpacked with the same checks.
         nested=holds_class_archives,
+        preflight=preflight_params(),
     script:
         "../workflow/scripts/extract.py"

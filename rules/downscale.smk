@@ -27,5 +27,6 @@ rule downscale:
         qscale=config["downscale"]["qscale"],
         # The encoding recipe's version: a new one (another output size rule, say) re-runs downscale.
         recipe=RECIPE_VERSION,
+        preflight=preflight_params(estimate_bytes=downscale_estimate(config)),
     script:
         "../workflow/scripts/downscale.py"

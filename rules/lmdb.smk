@@ -45,5 +45,6 @@ rule write_lmdb:
     params:
         kind=lambda wildcards: wildcards.part,
         embed=config["lmdb"]["embed_videos"],
+        preflight=preflight_params(),
     script:
         "../workflow/scripts/write_lmdb.py"

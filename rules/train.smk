@@ -52,5 +52,6 @@ rule train:
         operational=section_params("train", result=False),
         model=training_model_params,
         checkpoint_dir=exp_path("train/checkpoints"),
+        preflight=preflight_params(),
     script:
         "../workflow/scripts/train.py"

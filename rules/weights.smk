@@ -21,6 +21,7 @@ rule download_weights:
         # The zoo's URL, or the local copy pretrained.pkl names (offline: verified like a download).
         urls=zoo_sources,
         sha256=None,
+        preflight=preflight_params(),
         # No checksum is published: the first complete download is recorded and later ones verified.
         lock_file=lambda wildcards: R(f"weights/download/{wildcards.name}.pkl.sha256"),
         # What the one-line error says to do when no source works.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from nlflow.demo.layouts import DEFAULT_NUM_FRAMES, FORMATS
@@ -115,6 +116,15 @@ def _features(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from nlflow.workflow.config import load_config
+    from nlflow.workflow.plan import format_plan
+
+    config = load_config(args.configfile)
+    print(format_plan(config, cores=args.cores, link_bytes_per_s=args.link_mb_per_s * 1e6))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = weights.add_parser("inspect", help="list blobs/tensors, shapes and what cleaning drops")
     inspect.add_argument("file", help="a Caffe2 .pkl or an nlflow .pt")
     inspect.set_defaults(func=_weights_inspect)
+
+    plan = commands.add_parser("plan", help="estimated disk and time per stage for a config, before anything runs")
+    plan.add_argument("--configfile", default="config/config.yaml", help="the config (default config/config.yaml)")
+    plan.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores of the run (default: this machine's)")
+    plan.add_argument("--link-mb-per-s", type=float, default=10.0,
+                      help="download speed from the dataset's server in MB/s (default 10)")
+    plan.set_defaults(func=_plan)
 
     predict = commands.add_parser("predict", help="classify raw video files with a trained checkpoint")
     predict.add_argument("videos", nargs="+", help="video files (any container and codec PyAV reads)")

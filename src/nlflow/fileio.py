@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -38,7 +39,10 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    _remove_dead_temporaries(final, suffix)
+    # The writer's pid in the name lets a later writer of the same file recognise a temporary whose
+    # writer was killed (SIGKILL runs no cleanup): a stale 25 GB store must not stay on the disk.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
@@ -50,6 +54,43 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """A work folder next to ``final``, removed afterwards; one left by a killed process is removed
+    by the next one that works on ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(final, ".scratch")
+    path = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".scratch.tmp", dir=final.parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_dead_temporaries(final: Path, suffix: str) -> None:
+    """Remove temporaries of ``final`` left by a process that no longer runs."""
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(\d+)\.[a-z0-9_]{{8}}{re.escape(suffix)}\.tmp")
+    for candidate in final.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @contextlib.contextmanager

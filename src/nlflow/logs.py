@@ -11,6 +11,9 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
     """Log to stderr and, when given, to ``log_file`` (a Snakemake rule's ``log:``)."""
+    # On a full disk the rule's log cannot be written either: the message must still reach stderr
+    # as one line, not as logging's own traceback of the failed write.
+    logging.raiseExceptions = False
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):

@@ -37,16 +37,21 @@ def write_config(workdir: Path, config: dict[str, Any], name: str = "config.yaml
     return path
 
 
+def snakemake_command(workdir: Path, config_file: Path | Sequence[Path], *args: str, cores: int = 2) -> list[str]:
+    """Snakemake on ``workdir`` with one config file, or several (later ones update earlier ones)."""
+    files = [config_file] if isinstance(config_file, (str, Path)) else list(config_file)
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", *map(str, files), "--cores", str(cores), *args,
+    ]
+
+
 def snakemake(
     workdir: Path, config_file: Path | Sequence[Path], *args: str, timeout: int = 900,
     env: dict[str, str] | None = None,
+    cores: int = 2,
 ) -> subprocess.CompletedProcess:
-    """Snakemake on ``workdir`` with one config file, or several (later ones update earlier ones)."""
-    files = [config_file] if isinstance(config_file, (str, Path)) else list(config_file)
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", *map(str, files), "--cores", "2", *args,
-    ]
+    command = snakemake_command(workdir, config_file, *args, cores=cores)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 

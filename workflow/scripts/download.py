@@ -11,4 +11,5 @@ run_stage(
     # download_weights has no md5 param: zoo files have no published checksum at all.
     md5=snakemake.params.get("md5"),
     hint=snakemake.params.hint,
+    check_disk=snakemake.params.preflight["check_disk"],
 )

@@ -13,4 +13,6 @@ run_stage(
     qscale=snakemake.params.qscale,
     n_jobs=snakemake.threads,
     folders=snakemake.params.get("folders"),
+    estimate_bytes=snakemake.params.preflight["estimate_bytes"],
+    check_disk=snakemake.params.preflight["check_disk"],
 )

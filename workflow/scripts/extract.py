@@ -7,4 +7,5 @@ run_stage(
     archive=snakemake.input.archive,
     target_dir=snakemake.output[0],
     nested=snakemake.params.nested,
+    check_disk=snakemake.params.preflight["check_disk"],
 )

@@ -17,4 +17,5 @@ run_stage(
     gpus=snakemake.resources.gpu,
     nodes=snakemake.resources.nodes,
     threads=snakemake.threads,
+    check_disk=snakemake.params.preflight["check_disk"],
 )

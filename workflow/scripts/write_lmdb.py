@@ -11,4 +11,5 @@ run_stage(
     out=snakemake.output[0],
     kind=snakemake.params.kind,
     embed=snakemake.params.embed,
+    check_disk=snakemake.params.preflight["check_disk"],
 )

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +25,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from nlflow.diskspace import check_free_space, storage_fault
 from nlflow.errors import NlflowError
 from nlflow.fileio import CHUNK_BYTES, file_digest, hash_stream, read_text_checked, write_text_atomic
 
@@ -74,6 +76,8 @@ def fetch(
     timeout: float = 60,
     strict_resume: bool = False,
     md5: str | None = None,
+    manual: str | os.PathLike | None = None,
+    check_disk: bool = True,
 ) -> FetchResult:
     """Download ``dest`` from the first mirror in ``urls`` that works, verify it, rename it into place.
 
@@ -82,6 +86,11 @@ def fetch(
     ``md5``, when given, must match too, on every run: the first download is recorded in the lock
     file only after its MD5 matched, and later runs check both the recorded SHA-256 and the MD5.
     ``strict_resume`` makes a server that ignores ``Range`` an error instead of a restart from zero.
+    ``timeout``: seconds without a byte (connecting or during the transfer) before an attempt
+    counts as stalled; the next attempt resumes where it stopped.
+    ``manual``: where a user may put the file downloaded by hand (when every mirror fails); when
+    it is there it is checked like a download and moved to ``dest`` instead of downloading.
+    ``check_disk``: stop before a transfer whose size does not fit on the disk (False: warn).
     """
     if isinstance(urls, str):
         urls = [urls]
@@ -96,19 +105,67 @@ def fetch(
         existing = _verify_existing(dest, expected, expected_from, lock_file, md5)
         if existing is not None:
             return existing
+    if manual is not None and Path(manual).is_file():
+        return _use_manual(Path(manual), dest, expected, expected_from, lock_file, md5)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for url in urls:
         try:
-            digest, size, resumed = _fetch_from_mirror(url, part, dest.name, retries, backoff, timeout, strict_resume)
+            digest, size, resumed = _fetch_from_mirror(url, part, dest.name, retries, backoff, timeout, strict_resume,
+                                                       check_disk)
         except _PermanentFailure as exc:
             failures.append(f"{url}: {exc}")
             log.warning("%s: mirror %s failed (%s), trying the next one", dest.name, url, exc)
             continue
         return _finish(dest, part, digest, size, url, resumed, expected, expected_from, lock_file, md5)
-    raise NoSourceWorkedError(
-        f"could not download {dest.name} from any of {len(urls)} source(s): " + "; ".join(failures))
+    raise NoSourceWorkedError(_all_mirrors_failed(dest, urls, failures, manual, expected_from, md5 is not None))
+
+
+def _all_mirrors_failed(dest: Path, urls: Sequence[str], failures: Sequence[str], manual: str | os.PathLike | None,
+                        expected_from: str, has_md5: bool) -> str:
+    """One line: every mirror's reason, what to do about a certificate, and the manual route."""
+    message = f"could not download {dest.name} from any of {len(urls)} source(s): " + "; ".join(failures)
+    if any(_CERTIFICATE_FAILURE in failure for failure in failures):
+        message += (". TLS stays verified: if your network or system lacks the certificate authority, update the "
+                    "system's CA bundle (the ca-certificates package) or point SSL_CERT_FILE at a bundle that has it")
+    if manual is not None:
+        checks = [what for what in (expected_from, "the configured md5" if has_md5 else "") if what]
+        check = "checked against " + " and ".join(checks) if checks else "its SHA-256 is recorded on first use"
+        message += (f". Or download it by hand (docs/recovery.md, 'Downloading by hand') and put it at {manual}: "
+                    f"the same command then uses it ({check})")
+    return message
+
+
+def _use_manual(manual: Path, dest: Path, expected: str | None, expected_from: str,
+                lock_file: str | os.PathLike | None, md5: str | None) -> FetchResult:
+    """A file the user put in place by hand: verified like a download, then moved to ``dest``.
+    A wrong file stays where it is (it may be the user's only copy) and the error says so."""
+    log.info("%s: using %s, put there by hand", dest.name, manual)
+    problems = []
+    if md5 is not None and (actual := _file_digest(manual, "md5")) != md5:
+        problems.append(f"MD5 {actual}, expected {md5} (the configured md5)")
+    digest = _file_digest(manual, "sha256")
+    if expected is not None and digest != expected:
+        problems.append(f"SHA-256 {digest}, expected {expected} ({expected_from})")
+    if problems:
+        raise DownloadError(f"{manual} is not the right {dest.name}: {'; '.join(problems)}; replace it with the right "
+                            "file (or delete it to download from the mirrors again)")
+    size = manual.stat().st_size
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    recorded = _move_into_place(manual, dest, digest, expected, lock_file)
+    return FetchResult(dest, digest, size, str(manual), recorded_in_lock=recorded)
+
+
+def _move_into_place(verified: Path, dest: Path, digest: str, expected: str | None,
+                     lock_file: str | os.PathLike | None) -> bool:
+    """Rename a verified file to ``dest``; record its SHA-256 when none was known. Returns whether it was recorded."""
+    os.replace(verified, dest)
+    if expected is not None or lock_file is None:
+        return False
+    record_in_lock_file(lock_file, dest.name, digest)
+    log.info("%s: recorded SHA-256 %s in %s (verified on later runs)", dest.name, digest, lock_file)
+    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,12 +285,7 @@ def _finish(
             f"from {url}); the partial file was deleted: retry, try another mirror, or fix the checksum "
             "if the file was legitimately replaced (or the lock file was damaged)"
         )
-    os.replace(part, dest)
-    recorded = False
-    if expected is None and lock_file is not None:
-        record_in_lock_file(lock_file, dest.name, digest)
-        recorded = True
-        log.info("%s: recorded SHA-256 %s in %s (verified on later runs)", dest.name, digest, lock_file)
+    recorded = _move_into_place(part, dest, digest, expected, lock_file)
     return FetchResult(dest, digest, size, url, resumed=resumed, recorded_in_lock=recorded)
 
 
@@ -242,7 +294,8 @@ def _finish(
 
 
 def _fetch_from_mirror(
-    url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, strict_resume: bool
+    url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, strict_resume: bool,
+    check_disk: bool = True,
 ) -> tuple[str, int, bool]:
     """Fill ``part`` completely from ``url``; return (sha256, size, resumed)."""
     local = local_source_path(url)
@@ -258,9 +311,9 @@ def _fetch_from_mirror(
             time.sleep(pause)
         try:
             if local is not None:
-                digest, size, was_resumed = _copy_local(local, part, name)
+                digest, size, was_resumed = _copy_local(local, part, name, check_disk)
             else:
-                digest, size, was_resumed = _download_http(url, part, name, timeout, strict_resume)
+                digest, size, was_resumed = _download_http(url, part, name, timeout, strict_resume, check_disk)
             return digest, size, was_resumed
         except _RetryableFailure as exc:
             last_error = exc
@@ -284,12 +337,13 @@ def local_source_path(url: str) -> Path | None:
     return Path(url)
 
 
-def _copy_local(source: Path, part: Path, name: str) -> tuple[str, int, bool]:
+def _copy_local(source: Path, part: Path, name: str, check_disk: bool = True) -> tuple[str, int, bool]:
     if not source.is_file():
         raise _PermanentFailure(f"local source {source} does not exist or is not a file")
     total = source.stat().st_size
     hasher = hashlib.sha256()
     offset = _resume_offset(part, hasher, total)
+    check_free_space(part, total - offset, f"copying {name}", enforce=check_disk)
     with open(source, "rb") as src, open(part, "ab" if offset else "wb") as out, \
             _progress_bar(total, offset, name) as bar:
         src.seek(offset)
@@ -316,7 +370,8 @@ def _resume_offset(part: Path, hasher: "hashlib._Hash", total: int | None) -> in
     return size
 
 
-def _download_http(url: str, part: Path, name: str, timeout: float, strict_resume: bool) -> tuple[str, int, bool]:
+def _download_http(url: str, part: Path, name: str, timeout: float, strict_resume: bool,
+                   check_disk: bool = True) -> tuple[str, int, bool]:
     hasher = hashlib.sha256()
     offset = _resume_offset(part, hasher, None)
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
@@ -332,23 +387,35 @@ def _download_http(url: str, part: Path, name: str, timeout: float, strict_resum
             raise _RetryableFailure(f"HTTP {exc.code} {exc.reason} from {url}") from exc
         raise _PermanentFailure(f"HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        certificate = _certificate_problem(exc)
+        if certificate is not None:
+            # Another attempt meets the same certificate: try the next mirror.
+            raise _PermanentFailure(f"{_CERTIFICATE_FAILURE} ({certificate})") from exc
         raise _RetryableFailure(f"cannot connect to {url}: {_reason(exc)}") from exc
 
     with response:
         total, restart = _plan_body(response, url, part, offset, strict_resume)
         if restart:
             offset, hasher = 0, hashlib.sha256()
+        if total is not None:
+            check_free_space(part, total - offset, f"downloading {name}", enforce=check_disk)
         mode = "ab" if offset else "wb"
         received = offset
         try:
             with open(part, mode) as out, _progress_bar(total, offset, name) as bar:
-                while chunk := response.read(CHUNK_BYTES):
+                # read1: what has arrived, so that a stall loses nothing already received
+                while chunk := response.read1(CHUNK_BYTES):
                     out.write(chunk)
                     hasher.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
         except (OSError, http.client.HTTPException) as exc:
+            if storage_fault(exc) is not None:
+                raise  # a full disk is no reason to try the mirror again (nlflow.diskspace says it)
             # What arrived stays in .part; the next attempt resumes from there.
+            if isinstance(exc, TimeoutError):
+                raise _RetryableFailure(f"transfer from {url} stalled: no data for {timeout:g} s after "
+                                        f"{received} bytes") from exc
             raise _RetryableFailure(f"transfer from {url} interrupted after {received} bytes: {_reason(exc)}") from exc
     if total is not None and received != total:
         raise _RetryableFailure(f"transfer from {url} ended after {received} of {total} bytes")
@@ -388,6 +455,17 @@ def _range_not_satisfiable(
         return hasher.hexdigest(), offset, True
     part.unlink(missing_ok=True)
     raise _RetryableFailure(f"the server refused to resume at byte {offset}; restarting from zero")
+
+
+_CERTIFICATE_FAILURE = "the server's TLS certificate could not be verified"
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, when that is why the connection failed."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return reason.verify_message or str(reason)
+    return None
 
 
 def _reason(exc: BaseException) -> str:

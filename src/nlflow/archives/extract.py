@@ -27,6 +27,7 @@ import rars
 from tqdm import tqdm
 
 from nlflow.archives.rar_headers import RAR4_MAGIC, RAR5_MAGIC, RarListing, RarMember, Unlisted, list_rar
+from nlflow.diskspace import check_free_space
 from nlflow.errors import NlflowError, one_line
 from nlflow.fileio import atomic_path
 
@@ -71,12 +72,15 @@ class ExtractResult:
 
 
 def extract_archive(
-    archive: str | os.PathLike, target_dir: str | os.PathLike, expected_top: str | None = None
+    archive: str | os.PathLike, target_dir: str | os.PathLike, expected_top: str | None = None,
+    *, check_disk: bool = True,
 ) -> ExtractResult:
     """Extract ``archive`` into ``target_dir`` (replaced as a whole, atomically) and verify it.
 
     ``expected_top``: every member must live under this top-level folder (e.g. ``"UCF-101"``).
     A multi-volume RAR is given by its first volume; the others must lie next to it.
+    Nothing is written when the members' total size does not fit on the target's filesystem
+    (``check_disk=False``: a warning, and the extraction is tried).
     """
     archive = Path(archive)
     target_dir = Path(target_dir)
@@ -94,6 +98,8 @@ def extract_archive(
             volumes = [archive]
             listing = _list_tar(archive)
         plan, skipped = plan_extraction(listing, expected_top)
+        check_free_space(target_dir, sum(entry.size for entry in plan if entry.kind == "file"),
+                         f"extracting {archive.name}", enforce=check_disk)
         with atomic_path(target_dir) as staging:
             staging.mkdir()
             if kind in ("rar4", "rar5"):

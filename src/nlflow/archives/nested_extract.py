@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from nlflow.archives.extract import ExtractError, detect_format, extract_archive
-from nlflow.fileio import atomic_path
+from nlflow.fileio import atomic_path, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +40,23 @@ def archive_stem(name: str) -> str:
     return Path(name).stem
 
 
-def extract_nested(archive: str | os.PathLike, target_dir: str | os.PathLike) -> NestedExtractResult:
-    """Extract every archive inside ``archive`` into ``target_dir/<inner archive name>/``."""
+def extract_nested(archive: str | os.PathLike, target_dir: str | os.PathLike, *,
+                   check_disk: bool = True) -> NestedExtractResult:
+    """Extract every archive inside ``archive`` into ``target_dir/<inner archive name>/``
+    (``check_disk``: as :func:`extract_archive`, for the outer and each inner archive)."""
     archive, target = Path(archive), Path(target_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     files = size = 0
     classes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.nested.", dir=target.parent) as scratch:
-        outer = extract_archive(archive, Path(scratch) / "outer")
+    with scratch_dir(target) as scratch:
+        outer = extract_archive(archive, Path(scratch) / "outer", check_disk=check_disk)
         inner_archives = _inner_archives(outer.target, archive.name)
         with atomic_path(target) as staging:
             staging.mkdir()
             for index, inner in enumerate(inner_archives):
                 class_name = archive_stem(inner.name)
                 unpacked = Path(scratch) / f"inner{index}"
-                result = extract_archive(inner, unpacked)
+                result = extract_archive(inner, unpacked, check_disk=check_disk)
                 inner.unlink()  # unpacked now: free its space before the next one
                 _move_class_tree(unpacked, staging / class_name, f"{archive.name}: {inner.name}")
                 classes.append(class_name)

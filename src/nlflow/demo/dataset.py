@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import logging
 import os
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -39,7 +38,7 @@ from nlflow.demo.layouts import (
     layout_class_name,
 )
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.fileio import atomic_path, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +397,7 @@ def generate_demo(
     out.mkdir(parents=True, exist_ok=True)
     relpath = RELPATH[layout]
     jobs = _video_jobs(relpath, num_frames, clips_per_group)
-    with tempfile.TemporaryDirectory(prefix=".demo-staging-", dir=out) as staging:
+    with scratch_dir(out / "demo-staging") as staging:
         make = functools.partial(_make_demo_video, staging=staging, seed=seed, size=size, fps=fps,
                                  draw_frame_index=draw_frame_index)
         videos = _render_all(make, jobs, n_jobs)

@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -55,7 +54,7 @@ from nlflow.demo.layouts import (
     write_splits_zip,
 )
 from nlflow.errors import NlflowError
-from nlflow.fileio import atomic_path, write_json_atomic
+from nlflow.fileio import atomic_path, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +348,7 @@ def generate_scale_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(videos)))
-    with tempfile.TemporaryDirectory(prefix=".scale-staging-", dir=out) as staging:
+    with scratch_dir(out / "scale-staging") as staging:
         render = functools.partial(_render_video, staging=staging, seed=seed)
         progress = functools.partial(tqdm, total=len(videos), desc="scale videos", unit="video", disable=None)
         # longest first: a 70-second clip started last would leave the other workers idle

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import lmdb
 from tqdm import tqdm
 
+from nlflow.diskspace import check_free_space
 from nlflow.errors import NlflowError
 from nlflow.fileio import atomic_path, rebuild_hint
 from nlflow.store import lmdb_layout
@@ -172,6 +173,7 @@ def write_store(
     frames: Mapping[str, int],
     embed: bool = True,
     excluded: Sequence[tuple[str, int, str]] = (),
+    check_disk: bool = True,
 ) -> int:
     """Write ``entries`` (relative video path, label) into a single-file LMDB at ``path``.
 
@@ -180,13 +182,15 @@ def write_store(
     ``frames`` maps each relative path to its decoded frame count (from the downscale manifest).
     ``embed=True`` stores the file bytes; ``embed=False`` stores the absolute path only.
     The file appears at ``path`` only when complete (no ``-lock`` file is left next to it).
-    Returns the number of records written.
+    Nothing is written when the records' bytes do not fit on the filesystem (``check_disk=False``:
+    a warning, and the store is tried). Returns the number of records written.
     """
     if kind not in KINDS:
         raise LmdbStoreError(f"unknown store kind {kind!r}; expected one of {', '.join(KINDS)}")
     video_root = Path(video_root)
     files = [video_root / rel for rel, _ in entries]
     sizes = _payload_sizes(entries, files, frames, embed)
+    check_free_space(path, sum(sizes) + len(sizes) * _PER_RECORD_SLACK, f"the {kind} store", enforce=check_disk)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -200,8 +204,10 @@ def write_store(
     with atomic_path(path) as tmp:
         # lock=False: the temp file has a single writer and no -lock file may appear beside it.
         env = lmdb.open(
+            # meminit: unused parts of a page are zeros, not old heap data, so that the same
+            # records make the same bytes (a store re-made after a crash is byte-identical).
             str(tmp), subdir=False, lock=False, map_size=_initial_map_size(sizes), sync=False, metasync=False,
-            readahead=False, meminit=False,
+            readahead=False, meminit=True,
         )
         try:
             meta_item = (META_KEY, json.dumps(meta, sort_keys=True).encode("utf-8"))

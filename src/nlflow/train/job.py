@@ -97,3 +97,10 @@ def find_run_folder(checkpoint_dir: str | os.PathLike, model: str | os.PathLike)
             if file_digest(candidate) == digest:
                 return candidate.parent
     return None
+
+
+def checkpoint_bytes(model_bytes: int, keep_checkpoints: int) -> int:
+    """What a training run writes, for a network whose weights take ``model_bytes``: the newest
+    ``keep_checkpoints`` snapshots plus the one being written (weights and SGD momentum each),
+    the final model and its published copy."""
+    return (keep_checkpoints + 1) * 2 * model_bytes + 2 * model_bytes

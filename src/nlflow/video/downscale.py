@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +32,7 @@ import av
 import av.error
 from av.video.reformatter import VideoReformatter
 
+from nlflow.diskspace import check_free_space, format_bytes, storage_fault
 from nlflow.fileio import atomic_path, write_json_atomic
 from nlflow.video.manifest import STATUSES, ManifestRow, write_manifest
 
@@ -114,7 +116,8 @@ def downscale_video(
     *,
     name: str | None = None,
 ) -> ManifestRow:
-    """Re-encode ``src`` to ``dst`` (atomically); never raises on bad video data.
+    """Re-encode ``src`` to ``dst`` (atomically); never raises on bad video data, always on a
+    full or failing disk (which is no property of the video: the manifest must not record it).
 
     ``name`` is the row's ``video`` field (default: ``src`` as given).
     """
@@ -148,7 +151,7 @@ def downscale_video(
         _remove_stale(dst)
         return _failed(video, "empty", "no decodable frames", fps, width, height)
     except Exception as err:  # one bad video among thousands must not stop the stage
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if _storage_failed(err, Path(src), dst):
             raise
         _remove_stale(dst)
         log.warning("downscale: %s is corrupt: %s", video, err)
@@ -158,6 +161,29 @@ def downscale_video(
 
 class _Empty(Exception):
     pass
+
+
+def _storage_failed(error: Exception, src: Path, dst: Path) -> bool:
+    """Whether ``error`` is the disk's fault rather than the video's: a full disk, a quota or a
+    file-size limit always; an I/O error when the source cannot be read back or the output folder
+    cannot be written (FFmpeg also reports some damaged data as EIO, and a damaged video must not
+    stop the stage, nor a failing disk be recorded as a corrupt video)."""
+    fault = storage_fault(error)
+    if fault is None:
+        return False
+    if fault.errno != errno.EIO:
+        return True
+    try:
+        with open(src, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+        with tempfile.TemporaryFile(dir=dst.parent) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError:
+        return True
+    return False
 
 
 def _remove_stale(dst: Path) -> None:
@@ -239,6 +265,8 @@ def downscale_all(
     qscale: int = 2,
     n_jobs: int = 1,
     backend: str = "threading",
+    estimate_bytes: int | None = None,
+    check_disk: bool = True,
 ) -> list[ManifestRow]:
     """Downscale every ``rel_paths`` video from ``video_root`` into ``out_root`` and write the manifest.
 
@@ -246,6 +274,11 @@ def downscale_all(
     ``out_root``, written before the first video), is kept, also after a run that was killed. Rows come back in ``rel_paths`` order. Threads are the default
     backend: PyAV releases the GIL in the codec and scaler calls, and threads skip the worker
     start-up and pickling of ``loky`` (measured in benchmarks/bench_downscale.py).
+
+    Disk: ``estimate_bytes`` (the output of all ``rel_paths``, e.g. from nlflow.workflow.plan) is
+    checked against the free space before the first video, and the size measured on the videos
+    encoded so far while they are made: the stage stops early when the rest will not fit
+    (``check_disk=False``: a warning instead).
     """
     video_root, out_root = Path(video_root), Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -261,11 +294,22 @@ def downscale_all(
     log.info("downscale: %d videos, %d up to date, %d to encode with %d jobs",
              len(rel_paths), len(rows), len(todo), n_jobs)
 
+    if todo and estimate_bytes:
+        check_free_space(out_root, estimate_bytes * len(todo) // len(rel_paths),
+                         f"downscale ({len(todo)} videos, estimated)", enforce=check_disk)
     started = time.monotonic()
     encode = functools.partial(_job, short_side=short_side, upsample=upsample, keyframe_interval=keyframe_interval,
                                qscale=qscale)
-    for row in _encode_all(encode, video_root, out_root, todo, n_jobs, backend):
+    check_every = max(8, len(todo) // 20)
+    written = 0
+    for done, row in enumerate(_encode_all(encode, video_root, out_root, todo, n_jobs, backend), start=1):
         rows[row.video] = row
+        written += row.bytes
+        if done % check_every == 0 and done < len(todo):
+            per_video = written / done
+            check_free_space(out_root, int(per_video * (len(todo) - done)),
+                             f"downscale's other {len(todo) - done} videos (at {format_bytes(per_video)} a video so far)",
+                             enforce=check_disk)
     elapsed = time.monotonic() - started
 
     ordered = [rows[rel] for rel in rel_paths]

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
-from nlflow.errors import ConfigError
+import yaml
+
+from nlflow.errors import ConfigError, one_line
 from nlflow.train.solver import OPERATIONAL as TRAIN_OPERATIONAL
 
 # Per config section, the keys that only change how a job runs. config/README.md marks every key.
@@ -74,6 +78,27 @@ def coerce_to_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> di
     reads every nested value as a string: both mean a number here.
     """
     return _coerce(dict(config), schema, schema.get("$defs", {}))
+
+
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
+
+
+def load_config(path: str | os.PathLike, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict[str, Any]:
+    """A config file as the Snakefile sees it: typed, validated, the schema's defaults filled in
+    (for commands that run before Snakemake, e.g. `nlflow plan`)."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        schema = yaml.safe_load(Path(schema_path).read_text())
+        config = coerce_to_schema(yaml.safe_load(Path(path).read_text()) or {}, schema)
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
+    try:
+        validate(config, str(schema_path))
+    except WorkflowError as error:
+        raise ConfigError(f"{path} does not match {schema_path}: {one_line(error)}") from None
+    return config
 
 
 def canonical(value: Any) -> Any:

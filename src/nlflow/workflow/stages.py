@@ -42,12 +42,16 @@ def make_demo_weights(pkl: str, model: Mapping[str, Any], seed: int = 0) -> None
 def download(
     urls: Sequence[str], dest: str, sha256: str | None, lock_file: str | None, md5: str | None = None,
     hint: str | None = None,
+    check_disk: bool = True,
 ) -> None:
-    """Fetch one file; ``hint`` (what to do instead, e.g. offline) ends the error when no source works."""
+    """Fetch ``dest`` from its mirrors, or from ``<dest's folder>/manual/<name>`` where a user put it by
+    hand; ``hint`` (what to do instead, e.g. offline) ends the error when no source works."""
     from nlflow.archives.download import NoSourceWorkedError, fetch
 
+    manual = Path(dest).parent / "manual" / Path(dest).name
     try:
-        result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5)
+        result = fetch(list(urls), dest, sha256=sha256, lock_file=lock_file, md5=md5, manual=manual,
+                       check_disk=check_disk)
     except NoSourceWorkedError as exc:
         if hint is None:
             raise
@@ -56,17 +60,17 @@ def download(
     log.info("%s: %d bytes %s, SHA-256 %s", Path(dest).name, result.size, how, result.sha256)
 
 
-def extract(archive: str, target_dir: str, nested: bool = False) -> None:
+def extract(archive: str, target_dir: str, nested: bool = False, check_disk: bool = True) -> None:
     """Extract one archive; ``nested``: it holds one archive per class (HMDB-51's videos)."""
     from nlflow.archives.extract import extract_archive
     from nlflow.archives.nested_extract import extract_nested
 
     if nested:
-        nested_result = extract_nested(archive, target_dir)
+        nested_result = extract_nested(archive, target_dir, check_disk=check_disk)
         log.info("%s: %d class archives, %d files, %d bytes -> %s", Path(archive).name,
                  len(nested_result.classes), nested_result.files, nested_result.bytes, target_dir)
         return
-    result = extract_archive(archive, target_dir)
+    result = extract_archive(archive, target_dir, check_disk=check_disk)
     log.info(
         "%s (%s): %d files, %d bytes -> %s", Path(archive).name, result.format, result.files, result.bytes, target_dir
     )
@@ -116,9 +120,13 @@ def downscale(
     qscale: int,
     n_jobs: int,
     folders: Sequence[str] | None = None,
+    estimate_bytes: int | None = None,
+    check_disk: bool = True,
 ) -> None:
     """Every video of the source, or with ``folders`` (a Kinetics copy's split folders) every video
-    below those top folders of ``extracted_dir``, taken as it is (no top folder unwrapped)."""
+    below those top folders of ``extracted_dir``, taken as it is (no top folder unwrapped).
+    ``estimate_bytes``: what the whole dataset's copy is expected to take (nlflow.workflow.plan),
+    checked against the free space before the first video."""
     from nlflow.fileio import resumable_dir
     from nlflow.lists.video_tree import list_videos, video_root
     from nlflow.video.downscale import downscale_all
@@ -137,7 +145,8 @@ def downscale(
         log.info("working in %s (kept if this job dies, so a re-run resumes)", work_dir)
         rows = downscale_all(
             root, videos, work_dir, manifest, short_side=short_side, upsample=upsample,
-            keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs,
+            keyframe_interval=keyframe_interval, qscale=qscale, n_jobs=n_jobs, estimate_bytes=estimate_bytes,
+            check_disk=check_disk,
         )
     failed = [row for row in rows if row.status != "ok"]
     log.info("downscaled %d videos, %d failed (recorded in %s)", len(rows), len(failed), manifest)
@@ -177,6 +186,7 @@ def write_lmdb(
     out: str,
     kind: str,
     embed: bool,
+    check_disk: bool = True,
 ) -> None:
     from nlflow.lists.listfiles import read_classes, read_list
     from nlflow.store.lmdb_store import write_store
@@ -189,6 +199,7 @@ def write_lmdb(
         out, entries, videos_dir, kind=kind, classes=classes,
         settings={"source_list": Path(entries_list).name},
         frames={video: rows[video].frames for video, _ in entries}, embed=embed, excluded=excluded,
+        check_disk=check_disk,
     )
     log.info("%s store: %d records -> %s", kind, count, out)
 
@@ -237,6 +248,7 @@ def train(
     gpus: int = 0,
     nodes: int = 1,
     threads: int = 1,
+    check_disk: bool = True,
 ) -> None:
     """Fine-tune and publish ``model_final.pt`` and ``metrics.jsonl``.
 
@@ -246,7 +258,8 @@ def train(
     loop here; more run under torchrun (and srun across nodes), all on the same run folder,
     settings and inputs, given on their command line.
     """
-    from nlflow.train.job import launch_arguments, prepare_run_folder, publish, run_training
+    from nlflow.diskspace import check_free_space
+    from nlflow.train.job import checkpoint_bytes, launch_arguments, prepare_run_folder, publish, run_training
     from nlflow.train.launch import gpus_per_node, plan_launch, visible_cuda_devices
     from nlflow.train.loop import METRICS_NAME
     from nlflow.train.solver import TrainSettings
@@ -259,6 +272,8 @@ def train(
     if start is not None:
         log.info("continuing the run in %s from its iteration %d: its settings and its learning rates up to "
                  "there are this run's (nlflow.train.continuation)", start.run_dir, start.iteration)
+    check_free_space(run_dir, checkpoint_bytes(os.path.getsize(init), settings.keep_checkpoints),
+                     "training's checkpoints", enforce=check_disk)
     arguments = launch_arguments(run_dir, train_lmdb, val_lmdb, init, classes_file)
     plan = plan_launch(gpus_per_node(gpus, nodes), nodes or 1, arguments, cuda_devices=visible_cuda_devices(),
                        environ=os.environ, threads=threads, sync_bn=settings.sync_bn)

@@ -11,18 +11,11 @@ import pytest
 from nlflow.archives.download import DownloadError, fetch, local_source_path, read_lock_file
 from nlflow.errors import NlflowError
 
-from helpers.http_server import server  # noqa: F401  (fixture)
+from helpers.http_server import payload, server  # noqa: F401  (server: fixture)
 
 FAST = dict(retries=3, backoff=0.01, timeout=5)
 
 
-def _payload(size: int, seed: int = 0) -> bytes:
-    out = bytearray()
-    block = hashlib.sha256(str(seed).encode()).digest()
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:size])
 
 
 def _sha(data: bytes) -> str:
@@ -35,7 +28,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_plain_download_verifies_checksum(server, tmp_path):
     base, state = server
-    data = _payload(3_000_000)
+    data = payload(3_000_000)
     state.files["/UCF101.rar"] = data
     dest = tmp_path / "UCF101.rar"
     result = fetch([f"{base}/UCF101.rar"], dest, sha256=_sha(data).upper(), **FAST)
@@ -51,7 +44,7 @@ def test_plain_download_verifies_checksum(server, tmp_path):
 
 def test_interrupted_transfer_resumes_with_range(server, tmp_path):
     base, state = server
-    data = _payload(2_500_000, seed=1)
+    data = payload(2_500_000, seed=1)
     state.files["/big.bin"] = data
     state.drop_after["/big.bin"] = 1_000_000
     dest = tmp_path / "big.bin"
@@ -74,7 +67,7 @@ def test_interrupted_transfer_resumes_with_range(server, tmp_path):
 
 def test_drop_then_retry_resumes_within_one_call(server, tmp_path):
     base, state = server
-    data = _payload(1_200_000, seed=2)
+    data = payload(1_200_000, seed=2)
     state.files["/f.bin"] = data
     state.drop_after["/f.bin"] = 300_000
     state.fail_once.add("/f.bin")  # 500 first, then the dropped transfer, then the resume
@@ -86,7 +79,7 @@ def test_drop_then_retry_resumes_within_one_call(server, tmp_path):
 
 def test_server_ignoring_range_restarts_or_fails_strictly(server, tmp_path):
     base, state = server
-    data = _payload(800_000, seed=3)
+    data = payload(800_000, seed=3)
     state.files["/n.bin"] = data
     state.ignore_range.add("/n.bin")
     (tmp_path / "n.bin.part").write_bytes(data[:100_000])
@@ -101,7 +94,7 @@ def test_server_ignoring_range_restarts_or_fails_strictly(server, tmp_path):
 
 def test_mirror_fallback_after_404(server, tmp_path):
     base, state = server
-    data = _payload(50_000, seed=4)
+    data = payload(50_000, seed=4)
     state.files["/mirror2/s.zip"] = data
     result = fetch([f"{base}/mirror1/s.zip", f"{base}/mirror2/s.zip"], tmp_path / "s.zip", sha256=_sha(data), **FAST)
     assert result.source == f"{base}/mirror2/s.zip"
@@ -123,7 +116,7 @@ def test_all_mirrors_failing_is_one_clear_error(server, tmp_path):
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     base, state = server
-    state.files["/a.bin"] = _payload(10_000, seed=5)
+    state.files["/a.bin"] = payload(10_000, seed=5)
     with pytest.raises(DownloadError) as info:
         fetch([f"{base}/a.bin"], tmp_path / "a.bin", sha256="0" * 64, **FAST)
     assert "expected " + "0" * 64 in str(info.value) and "got " in str(info.value)
@@ -132,7 +125,7 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
 
 def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
     base, state = server
-    first = _payload(20_000, seed=6)
+    first = payload(20_000, seed=6)
     state.files["/UCF101.rar"] = first
     lock = tmp_path / "checksums.sha256"
     lock.write_text(f"{'a' * 64}  other.zip\n")
@@ -145,7 +138,7 @@ def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
 
     # The server now serves different bytes: a fresh download must be refused.
     dest.unlink()
-    state.files["/UCF101.rar"] = _payload(20_000, seed=7)
+    state.files["/UCF101.rar"] = payload(20_000, seed=7)
     with pytest.raises(DownloadError, match="mismatch"):
         fetch([f"{base}/UCF101.rar"], dest, lock_file=lock, **FAST)
     assert not dest.exists() and not (tmp_path / "data" / "UCF101.rar.part").exists()
@@ -158,7 +151,7 @@ def test_lock_file_records_then_detects_a_changed_file(server, tmp_path):
 
 def test_existing_wrong_dest_is_replaced_only_by_a_verified_file(server, tmp_path):
     base, state = server
-    data = _payload(30_000, seed=8)
+    data = payload(30_000, seed=8)
     state.files["/v.bin"] = data
     dest = tmp_path / "v.bin"
     dest.write_bytes(b"stale")
@@ -167,7 +160,7 @@ def test_existing_wrong_dest_is_replaced_only_by_a_verified_file(server, tmp_pat
 
 
 def test_file_sources(tmp_path, monkeypatch):
-    data = _payload(70_000, seed=9)
+    data = payload(70_000, seed=9)
     source_dir = tmp_path / "mirror"
     source_dir.mkdir()
     (source_dir / "s.zip").write_bytes(data)
@@ -198,7 +191,7 @@ def test_local_source_path_parsing():
 
 def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
     base, state = server
-    data = _payload(40_000, seed=10)
+    data = payload(40_000, seed=10)
     state.files["/w.bin"] = data
     (tmp_path / "w.bin.part").write_bytes(data)  # killed after the last byte, before the rename
     result = fetch([f"{base}/w.bin"], tmp_path / "w.bin", sha256=_sha(data), **FAST)
@@ -209,8 +202,8 @@ def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
 def test_local_folder_source_takes_the_file_of_the_same_name(tmp_path):
     folder = tmp_path / "offline"
     folder.mkdir()
-    payload = os.urandom(5000)
-    (folder / "UCF101.rar").write_bytes(payload)
+    data = os.urandom(5000)
+    (folder / "UCF101.rar").write_bytes(data)
     dest = tmp_path / "download" / "UCF101.rar"
-    result = fetch([str(folder)], dest, sha256=hashlib.sha256(payload).hexdigest())
-    assert dest.read_bytes() == payload and result.size == 5000
+    result = fetch([str(folder)], dest, sha256=hashlib.sha256(data).hexdigest())
+    assert dest.read_bytes() == data and result.size == 5000
