@@ -64,7 +64,7 @@ CODE_BAND_FRACTION = 0.1
 # that; a growing one grows at GROW_RATE_PX per frame up to MAX_RADIUS_PX.
 REFERENCE_HEIGHT = 112
 MOVE_SPEED_PX = (0.5, 0.85)
-MOVE_RADIUS_PX = (14.0, 22.0)
+MOVE_RADIUS_PX = (16.0, 24.0)
 GROW_START_RADIUS_PX = (8.0, 12.0)
 GROW_RATE_PX = (0.12, 0.26)  # 8-12 px growing 2-2.7x over 80 frames, as the 80-frame demo did
 MAX_RADIUS_PX = 40.0
@@ -151,9 +151,11 @@ def _saturated_colour(hue: float, saturation: float, value: float) -> np.ndarray
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), np.float32) * 255
 
 
-def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int):
+def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int,
+                code_band: bool):
     """Per-frame centre and radius. Backward classes reuse the forward ones reversed in time."""
-    top = int(round(height * CODE_BAND_FRACTION)) + 2  # the object never covers the code band
+    # The object never covers the frame-index code; without one it may use the whole height.
+    top = int(round(height * CODE_BAND_FRACTION)) + 2 if code_band else 0
     margin = 2.0
     px = height / REFERENCE_HEIGHT
     t = np.arange(num_frames, dtype=np.float64)
@@ -188,8 +190,9 @@ def _trajectory(class_name: str, rng: np.random.Generator, num_frames: int, widt
     return cx, cy, r
 
 
-def _scene(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int) -> _Scene:
-    cx, cy, r = _trajectory(class_name, rng, num_frames, width, height)
+def _scene(class_name: str, rng: np.random.Generator, num_frames: int, width: int, height: int,
+           code_band: bool) -> _Scene:
+    cx, cy, r = _trajectory(class_name, rng, num_frames, width, height, code_band)
     hue = rng.uniform()
     colour_a = _saturated_colour(hue, rng.uniform(0.8, 1.0), 1.0)
     colour_b = _saturated_colour(hue + rng.uniform(0.08, 0.2), rng.uniform(0.7, 1.0), rng.uniform(0.55, 0.8))
@@ -232,7 +235,7 @@ def render_class_frames(
         raise DemoError(f"num_frames must be >= 1, got {num_frames}")
     if draw_frame_index and num_frames > 2**CODE_BITS:
         raise DemoError(f"draw_frame_index supports at most {2**CODE_BITS} frames, got {num_frames}")
-    scene = _scene(class_name, rng, num_frames, width, height)
+    scene = _scene(class_name, rng, num_frames, width, height, draw_frame_index)
     noise_order = rng.integers(0, NOISE_BANK, size=num_frames)
     for i in range(num_frames):
         frame = scene.backgrounds[noise_order[i]].copy()
