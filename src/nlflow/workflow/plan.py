@@ -125,7 +125,7 @@ def _folder_figures(dataset: Mapping[str, Any]) -> DatasetFigures:
     root = video_root(dataset["root"])
     videos = list_videos(root)
     total_bytes = sum((root / rel).stat().st_size for rel in videos)
-    frames, width, height = _probe(root, videos[:: max(1, len(videos) // 8)][:8])
+    frames, width, height = _probe(root, _probe_sample(videos))
     test_share = dataset.get("test_fraction", 0.3)
     return DatasetFigures(len(videos), frames, width, height, total_bytes / max(1, len(videos)), UCF101.bytes_per_pixel,
                           1 - test_share, test_share, "your videos, UCF-101's output size per pixel")
@@ -141,12 +141,17 @@ def _kinetics_figures(dataset: Mapping[str, Any]) -> DatasetFigures:
               for split, folder in video_folders(root).items()}
     every = [rel for split_videos in videos.values() for rel in split_videos]
     # ~260k files: sizes from the probed sample, not a stat of each (this runs at every start).
-    sample = every[:: max(1, len(every) // 8)][:8]
+    sample = _probe_sample(every)
     frames, width, height = _probe(root, sample)
     bytes_per_video = sum((root / rel).stat().st_size for rel in sample) / max(1, len(sample))
     test_share = len(videos.get("val", [])) / max(1, len(every))
     return DatasetFigures(len(every), frames, width, height, bytes_per_video, UCF101.bytes_per_pixel,
                           1 - test_share, test_share, "your Kinetics copy, UCF-101's output size per pixel")
+
+
+def _probe_sample(videos: list[str]) -> list[str]:
+    """Up to 8 videos spread over the sorted list: the ones measured."""
+    return videos[:: max(1, len(videos) // 8)][:8]
 
 
 def _probe(root: Path, sample: list[str]) -> tuple[float, int, int]:
