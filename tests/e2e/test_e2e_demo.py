@@ -1,8 +1,8 @@
 """End-to-end: the README's demo (config/demo.yaml, unchanged) with real Snakemake in a temporary folder.
 
 Every stage real, the undecodable video reported and excluded, the too-short videos kept (sampled
-periodically, as the original), the network learns motion (video top-1 >= 0.7, validation clip
-top-1 >= 0.5; chance is 0.2; docs/demo.md gives the range measured over seeds and thread counts),
+periodically, as the original), the network learns motion (video top-1 >= 0.9, validation clip
+top-1 >= 0.85; chance is 0.2; docs/demo.md gives the range measured over seeds and thread counts),
 and a second run has nothing to do.
 """
 
@@ -36,11 +36,12 @@ def test_whole_dag_produces_metrics(finished_run):
     assert metrics["num_listed"] == metrics["num_videos"] == 70
     assert metrics["failed_videos"] == [] and metrics["excluded_videos"] == []
     # Chance is 0.2; C2D, which cannot tell the direction of time, reached 0.51 (docs/demo.md). Over 3
-    # seeds x 1 and 2 threads on 2026-12-03 the demo gave video top-1 0.80-0.99 and validation
-    # 0.70-0.99 (docs/demo.md): the bars hold for the worst run seen, with room for another CPU.
-    assert metrics["top1"] >= 0.7, {key: metrics[key] for key in ("top1", "top5", "clip_top1")}
+    # seeds x 1 and 2 threads on 2026-12-03 every run ended at video top-1 0.986 (69 of 70: the
+    # 30-frame test video is the one miss) and validation 0.986-1.0 (docs/demo.md); 0.9 is 6 more
+    # wrong videos, room for another CPU's rounding, which acts like another seed.
+    assert metrics["top1"] >= 0.9, {key: metrics[key] for key in ("top1", "top5", "clip_top1")}
     training = [json.loads(line) for line in (workdir / "results/train/metrics.jsonl").read_text().splitlines()]
-    assert [r for r in training if "val_top1" in r][-1]["val_top1"] >= 0.5
+    assert [r for r in training if "val_top1" in r][-1]["val_top1"] >= 0.85
     with open(workdir / "results/evaluate/predictions.csv") as handle:
         assert "Grow/v_Grow_g03_c01.avi" in {row["video"] for row in csv.DictReader(handle)}
     assert (workdir / "results/train/model_final.pt").stat().st_size > 0

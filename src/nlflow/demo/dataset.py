@@ -65,9 +65,12 @@ CODE_BAND_FRACTION = 0.1
 REFERENCE_HEIGHT = 112
 MOVE_SPEED_PX = (0.5, 0.85)
 MOVE_RADIUS_PX = (16.0, 24.0)
-GROW_START_RADIUS_PX = (8.0, 12.0)
-GROW_RATE_PX = (0.12, 0.26)  # 8-12 px growing 2-2.7x over 80 frames, as the 80-frame demo did
-MAX_RADIUS_PX = 40.0
+# Growing objects use nearly the whole frame height: at the 80-frame demo's rates (0.12-0.26 px per
+# frame, up to a radius of 40) a 144-frame video grew too little per clip, and in every run measured
+# most test errors were Grow or Shrink called StandStill (docs/demo.md).
+GROW_START_RADIUS_PX = (5.0, 8.0)
+GROW_RATE_PX = (0.25, 0.34)
+MAX_RADIUS_PX = 52.0
 STILL_RADIUS_PX = (10.0, 28.0)
 NOISE_BANK = 6
 
