@@ -28,7 +28,7 @@ from nlflow.workflow.config import (
     trains,
 )
 from nlflow.workflow.experiments import find_table, read_experiments
-from nlflow.workflow.plan import downscale_estimate
+from nlflow.workflow.plan import demo_dataset_estimate, downscale_estimate
 
 
 def R(path):

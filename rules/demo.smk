@@ -16,6 +16,7 @@ rule make_demo_dataset:
         runtime=20,
     params:
         demo=canonical(config.get("demo", {})),
+        preflight=preflight_params(estimate_bytes=demo_dataset_estimate(config)),
     script:
         "../workflow/scripts/make_demo_dataset.py"
 

@@ -9,4 +9,6 @@ run_stage(
     out_dir=os.path.dirname(snakemake.output.manifest),
     n_jobs=snakemake.threads,
     **snakemake.params.demo,
+    estimate_bytes=snakemake.params.preflight["estimate_bytes"],
+    check_disk=snakemake.params.preflight["check_disk"],
 )

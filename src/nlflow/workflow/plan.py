@@ -97,6 +97,13 @@ def downscale_estimate(config: Mapping[str, Any]) -> int:
     return int(figures.videos * downscaled_bytes_per_video(figures, config["downscale"]))
 
 
+def demo_dataset_estimate(config: Mapping[str, Any]) -> int:
+    """Bytes make_demo_dataset needs at its peak: the rendered videos, then the archive packed from
+    them (MPEG-4 does not compress further: about the videos' size) while the videos still exist."""
+    figures = dataset_figures(config)
+    return int(2 * figures.videos * figures.archive_bytes_per_video)
+
+
 def dataset_figures(config: Mapping[str, Any]) -> DatasetFigures:
     """The figures for the configured dataset (a `folder` is measured: its files are counted)."""
     dataset = config["dataset"]
@@ -204,7 +211,8 @@ def _data_stages(config: Mapping[str, Any], figures: DatasetFigures, link_bytes_
     pixel_frames = 0.5 * (figures.width * figures.height + width * height)
     stages = []
     if config["dataset"]["name"] == "demo":
-        stages.append(StageEstimate("make_demo_dataset", archive, None, False, "renders the videos"))
+        stages.append(StageEstimate("make_demo_dataset", archive, None, False,
+                                    "renders the videos; twice this while it packs them"))
     if config["dataset"]["name"] != "folder":
         stages += [
             StageEstimate("download", archive, archive / link_bytes_per_s, False,

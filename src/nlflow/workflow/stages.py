@@ -17,10 +17,17 @@ log = logging.getLogger("nlflow.workflow.stages")
 
 
 def make_demo_dataset(
-    out_dir: str, seed: int, num_frames: int, clips_per_group: int, n_jobs: int = 1
+    out_dir: str, seed: int, num_frames: int, clips_per_group: int, n_jobs: int = 1,
+    estimate_bytes: int | None = None, check_disk: bool = True,
 ) -> None:
+    """The demo's archives in ``out_dir``; ``estimate_bytes`` (nlflow.workflow.plan): the most it
+    holds on disk at once, checked against the free space before the first video is rendered."""
     from nlflow.demo.dataset import generate_demo
+    from nlflow.diskspace import check_free_space
 
+    if estimate_bytes is not None:
+        check_free_space(out_dir, estimate_bytes, "the demo dataset (its videos, then the archive packed from them)",
+                         enforce=check_disk)
     summary = generate_demo(
         out_dir, seed=seed, num_frames=num_frames, clips_per_group=clips_per_group, n_jobs=n_jobs
     )

@@ -10,7 +10,7 @@ import pytest
 
 from nlflow.diskspace import DiskSpaceError
 from nlflow.workflow.config import load_config
-from nlflow.workflow.plan import downscale_estimate, plan_stages, qscale_factor
+from nlflow.workflow.plan import demo_dataset_estimate, downscale_estimate, plan_stages, qscale_factor
 from nlflow.workflow import stages
 
 from helpers import REPO
@@ -56,6 +56,25 @@ def test_downscale_stops_before_its_first_video_when_the_estimate_does_not_fit(t
                          upsample=True, keyframe_interval=12, qscale=2, n_jobs=1, estimate_bytes=10 * free)
     assert [path for path in tmp_path.rglob("*.avi") if source not in path.parents] == []
     assert not (tmp_path / "manifest.csv").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_demo_dataset_stops_before_its_first_video_when_the_estimate_does_not_fit(tmp_path):
+    # A 50 MB tmpfs (2026-12-03) filled up while the demo's videos were packed into UCF101.rar: the
+    # stage now says so before it renders anything.
+    out = tmp_path / "demo_source"
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(DiskSpaceError, match=r"the demo dataset \(its videos, then the archive packed from them\) "
+                                             r"needs about .* at .*demo_source but only .* free"):
+        stages.make_demo_dataset(str(out), seed=0, num_frames=8, clips_per_group=1, estimate_bytes=10 * free)
+    assert not out.exists() or list(out.rglob("*")) == []
+
+
+def test_the_demo_dataset_estimate_counts_its_videos_twice():
+    # 250 videos of 144 frames at 823 bytes a frame (UCF101.rar, 29.6 MB): the videos and the
+    # archive packed from them are on disk together
+    assert demo_dataset_estimate(demo_config()) == pytest.approx(2 * 29.6e6, rel=0.01)
+    smaller = demo_config(demo={"num_frames": 48, "clips_per_group": 1})
+    assert demo_dataset_estimate(smaller) == pytest.approx(2 * 29.6e6 / 6, rel=0.01)
 
 
 @pytest.mark.skipif(NLFLOW is None, reason="the nlflow console script is not installed")
