@@ -70,11 +70,11 @@ def test_the_demo_dataset_stops_before_its_first_video_when_the_estimate_does_no
 
 
 def test_the_demo_dataset_estimate_counts_its_videos_twice():
-    # 250 videos of 144 frames at 823 bytes a frame (UCF101.rar, 29.6 MB): the videos and the
+    # 250 videos of 144 frames at 915 bytes a frame (UCF101.rar, 32.9 MB): the videos and the
     # archive packed from them are on disk together
-    assert demo_dataset_estimate(demo_config()) == pytest.approx(2 * 29.6e6, rel=0.01)
+    assert demo_dataset_estimate(demo_config()) == pytest.approx(2 * 32.9e6, rel=0.01)
     smaller = demo_config(demo={"num_frames": 48, "clips_per_group": 1})
-    assert demo_dataset_estimate(smaller) == pytest.approx(2 * 29.6e6 / 6, rel=0.01)
+    assert demo_dataset_estimate(smaller) == pytest.approx(2 * 32.9e6 / 6, rel=0.01)
 
 
 @pytest.mark.skipif(NLFLOW is None, reason="the nlflow console script is not installed")
