@@ -51,7 +51,8 @@ def test_snakemake_lists_downloads_extracts_and_lists(server, tmp_path):
     config["train"]["enabled"] = True  # both splits
     config["pretrained"].update(name=None, drop_head=True)
     config["model"].update(arch="i3d", depth=50, use_nonlocal=False, video_length=8, sample_rate=8)
-    result = snakemake(tmp_path, write_config(tmp_path, config), "lists")
+    # downscale reads the downloaded copy too (its empty files are recorded, not fatal).
+    result = snakemake(tmp_path, write_config(tmp_path, config), "lists", "downscale")
     assert result.returncode == 0, result.stderr[-5000:]
     copy = tmp_path / RESULTS / "kinetics400"
     lists = tmp_path / RESULTS / "lists" / "split1"
@@ -65,7 +66,10 @@ def test_snakemake_lists_downloads_extracts_and_lists(server, tmp_path):
     assert done["parts"] == 2 and done["videos"] == TRAIN_ROWS - TRAIN_ROWS // 20
     log = (tmp_path / RESULTS / "logs" / "make_lists" / "split1.log").read_text()
     assert "the CVDF mirror" in log
+    rows = (tmp_path / RESULTS / "downscaled" / "manifest.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(list((copy / "train").iterdir())) + len(list((copy / "val").iterdir()))
     # Nothing is fetched again: a second run has nothing to do.
     requests = len(state.requests)
-    again = snakemake(tmp_path, write_config(tmp_path, config), "lists")
+    again = snakemake(tmp_path, write_config(tmp_path, config), "lists", "downscale")
     assert again.returncode == 0 and len(state.requests) == requests
+    assert "Nothing to be done" in again.stdout + again.stderr
