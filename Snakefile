@@ -62,6 +62,8 @@ rule all:
 rule download:
     input:
         expand(R("download/{filename}"), filename=archive_filenames()),
+        # dataset.download: cvdf: the Kinetics splits the DAG reads.
+        video_source_inputs().get("downloaded", []),
 
 
 rule lists:

@@ -199,9 +199,34 @@ def video_source():
     return video_source_dir(DATASET, R("extracted/videos"))
 
 
+def downloaded_splits():
+    """The Kinetics splits `dataset.download: cvdf` fetches: val (the test list) always, train only
+    when an experiment trains (about 351 of the 436 GB, by video count)."""
+    return ["train", "val"] if ANY_TRAINING else ["val"]
+
+
+def video_source_inputs(wildcards=None):
+    """What downscale and make_lists wait for: the video folder, or for a Kinetics copy the
+    download makes, that download's per-split records (the copy is then `copy_root`)."""
+    if DATASET.downloads_copy:
+        return {
+            "downloaded": expand(
+                R("download/kinetics400/{split}.done"), split=downloaded_splits()
+            )
+        }
+    return {"videos": video_source()}
+
+
+def copy_root_params():
+    """The downloaded Kinetics copy's folder (no rule's output: its download is resumed part by
+    part, and Snakemake deletes a job's outputs before the job runs); nothing for other datasets.
+    """
+    return {"copy_root": DATASET.root} if DATASET.downloads_copy else {}
+
+
 def lists_inputs(wildcards):
     """make_lists reads the extracted archives, or the user's folder and list files (their edits re-run it)."""
-    inputs = {"videos": video_source(), **DATASET.user_lists()}
+    inputs = {**video_source_inputs(), **DATASET.user_lists()}
     if "splits" in ARCHIVES:
         inputs["splits"] = R("extracted/splits")
     return inputs

@@ -10,6 +10,8 @@ rule download_dataset:
         R("download/{filename}"),
     log:
         R("logs/download/{filename}.log"),
+    wildcard_constraints:
+        filename="[^/]+",
     cache: "omit-software"
     conda:
         "../envs/nlflow.yaml"
@@ -59,3 +61,36 @@ rule extract_dataset:
         preflight=preflight_params(),
     script:
         "../workflow/scripts/extract.py"
+
+
+# dataset.download: cvdf. One job per Kinetics-400 split walks the mirror's list of .tar.gz parts
+# (its length is known only once the list is fetched), fetching and extracting each into the copy
+# (nlflow.archives.cvdf). Its output is only a record: the copy's folder must not be an output,
+# because Snakemake deletes a job's outputs before the job runs, and a killed download resumes
+# from the parts already extracted (marked in <copy>/cvdf_download/<split>/).
+rule download_kinetics:
+    output:
+        R("download/kinetics400/{split}.done"),
+    log:
+        R("logs/download/kinetics400_{split}.log"),
+    wildcard_constraints:
+        split="train|val",
+    conda:
+        "../envs/nlflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        # Minutes: the split at 10 MB/s (`nlflow plan`'s link) with room: train about 351 GB
+        # of .tar.gz (10 h), val about 29 GB (50 min), by video count from the reported 436 GB.
+        runtime=lambda wildcards: 1440 if wildcards.split == "train" else 180,
+    params:
+        root=DATASET.root,
+        # The same files from whichever mirror: a new mirror must not re-run the download (and
+        # with it downscale and everything after).
+        operational=Operational(
+            mirrors=DATASET.download_mirrors() if DATASET.downloads_copy else [],
+            check_disk=config["preflight"]["check_disk"],
+            keep_tarballs=config["dataset"]["keep_tarballs"],
+        ),
+    script:
+        "../workflow/scripts/download_kinetics.py"

@@ -4,7 +4,7 @@
 
 rule downscale:
     input:
-        videos=video_source(),
+        unpack(video_source_inputs),
     output:
         videos=directory(R("downscaled/videos")),
         manifest=R("downscaled/manifest.csv"),
@@ -21,6 +21,7 @@ rule downscale:
         # `folder`, `kinetics400`: a digest of the user's videos (their folder is no rule's output);
         # `kinetics400`: the split folders to read (not test/, not anything else beside them).
         **downscale_source_params(),
+        **copy_root_params(),
         short_side=config["downscale"]["short_side"],
         upsample=config["downscale"]["upsample"],
         keyframe_interval=config["downscale"]["keyframe_interval"],

@@ -25,6 +25,7 @@ rule make_lists:
         mem_mb=1000,
         runtime=10,
     params:
+        **copy_root_params(),
         dataset=LISTS_SETTINGS,
     script:
         "../workflow/scripts/make_lists.py"

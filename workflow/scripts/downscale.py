@@ -4,7 +4,7 @@ from nlflow.workflow.adapter import run_stage
 run_stage(
     snakemake,
     stages.downscale,
-    extracted_dir=snakemake.input.videos,
+    extracted_dir=snakemake.input.get("videos") or snakemake.params.copy_root,
     out_dir=snakemake.output.videos,
     manifest=snakemake.output.manifest,
     short_side=snakemake.params.short_side,

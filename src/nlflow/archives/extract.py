@@ -73,7 +73,7 @@ class ExtractResult:
 
 def extract_archive(
     archive: str | os.PathLike, target_dir: str | os.PathLike, expected_top: str | None = None,
-    *, check_disk: bool = True,
+    *, check_disk: bool = True, check_members: Callable[[Sequence[ArchiveEntry]], None] | None = None,
 ) -> ExtractResult:
     """Extract ``archive`` into ``target_dir`` (replaced as a whole, atomically) and verify it.
 
@@ -81,6 +81,8 @@ def extract_archive(
     A multi-volume RAR is given by its first volume; the others must lie next to it.
     Nothing is written when the members' total size does not fit on the target's filesystem
     (``check_disk=False``: a warning, and the extraction is tried).
+    ``check_members``: the caller's own rule on the listing (every member, links included), run
+    after the safety checks and before anything is written; it raises to refuse the archive.
     """
     archive = Path(archive)
     target_dir = Path(target_dir)
@@ -98,6 +100,8 @@ def extract_archive(
             volumes = [archive]
             listing = _list_tar(archive)
         plan, skipped = plan_extraction(listing, expected_top)
+        if check_members is not None:
+            check_members(listing)
         check_free_space(target_dir, sum(entry.size for entry in plan if entry.kind == "file"),
                          f"extracting {archive.name}", enforce=check_disk)
         with atomic_path(target_dir) as staging:
@@ -445,7 +449,8 @@ class _TarSource:
 
     def open(self):
         self.archive = tarfile.open(self.path, "r:*")
-        self.members = {safe_member_path(member.name): member for member in self.archive.getmembers()}
+        self.members = {safe_member_path(member.name): member for member in self.archive.getmembers()
+                        if not _is_tar_root(member)}
         return self
 
     def close(self) -> None:
@@ -481,6 +486,8 @@ def _list_tar(path: Path) -> list[ArchiveEntry]:
     entries = []
     with tarfile.open(path, "r:*") as archive:
         for member in archive.getmembers():
+            if _is_tar_root(member):
+                continue
             name = safe_member_path(member.name)
             if member.isdir():
                 entries.append(ArchiveEntry(name, "dir"))
@@ -493,6 +500,11 @@ def _list_tar(path: Path) -> list[ArchiveEntry]:
             else:
                 entries.append(ArchiveEntry(name, "other"))
     return entries
+
+
+def _is_tar_root(member: tarfile.TarInfo) -> bool:
+    """The folder a tarball was made from (``tar -C dir .`` stores it as ``.`` or ``./``)."""
+    return member.isdir() and member.name in (".", "./")
 
 
 def _extract_with(source_archive, plan: Iterable[ArchiveEntry], staging: Path, label: str) -> None:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nlflow.errors import ConfigError, problems_message
+from nlflow.errors import ConfigError, NlflowError, problems_message
 from nlflow.lists.folder import check_folder, folder_inventory, folder_lists
 from nlflow.lists.hmdb51 import hmdb51_lists
 from nlflow.lists.holdout import attach_validation
@@ -31,7 +31,10 @@ ARCHIVE_PARTS = ("videos", "splits")
 DEMO_NUM_CLASSES = 5  # len(nlflow.demo.dataset.DEMO_CLASSES); not imported here to keep start-up light
 # Keys only some kinds read: set for another kind they are a mistake, not something to ignore.
 KEYS_OF_KINDS = {"root": ("folder", "kinetics400"), "lists": ("folder",), "group_pattern": ("folder",),
-                 "test_list": ("kinetics400",), "classes": ("kinetics400",)}
+                 "test_list": ("kinetics400",), "classes": ("kinetics400",), "download": ("kinetics400",),
+                 "download_mirrors": ("kinetics400",), "keep_tarballs": ("kinetics400",)}
+# dataset.download: cvdf without dataset.root: the copy is made here (under results_dir).
+DOWNLOADED_ROOT = "{results_dir}/kinetics400"
 # The kinds whose videos are a folder the user points at (dataset.root), not an extracted archive.
 ROOT_KINDS = ("folder", "kinetics400")
 
@@ -101,6 +104,17 @@ class DatasetSpec:
     def root(self) -> str | None:
         return self.settings.get("root")
 
+    @property
+    def downloads_copy(self) -> bool:
+        """The copy at ``root`` is made by the workflow (``dataset.download: cvdf``), not found there."""
+        return self.settings.get("download") == "cvdf"
+
+    def download_mirrors(self) -> list[str]:
+        """Where the CVDF download looks, in order (``dataset.download_mirrors``, else the CVDF mirror)."""
+        from nlflow.archives.cvdf import CVDF_BASE_URL
+
+        return list(self.settings.get("download_mirrors") or [CVDF_BASE_URL])
+
     def user_lists(self) -> dict[str, str]:
         """The user's list files by name (train, test, val), those that are set."""
         return {name: path for name, path in (self.settings.get("lists") or {}).items() if path}
@@ -123,7 +137,8 @@ class DatasetSpec:
         if self.kind.name == "folder":
             # The folder is not an output of any rule: its content must reach Snakemake another way.
             settings["inventory"] = folder_inventory(self.root)
-        if self.kind.name == "kinetics400":
+        if self.kind.name == "kinetics400" and not self.downloads_copy:
+            # A downloaded copy is the download rules' output: their markers re-run make_lists instead.
             settings["inventory"] = copy_inventory(self.root)
         return settings
 
@@ -136,7 +151,10 @@ class DatasetSpec:
     def video_folders(self) -> dict[str, str] | None:
         """The top folders of the video source that hold the dataset's videos (None: all of it).
         A Kinetics copy's test/ split and anything else beside train/ and val/ is not downscaled."""
-        return video_folders(self.root) if self.kind.name == "kinetics400" else None
+        if self.kind.name != "kinetics400":
+            return None
+        # A downloaded copy is the CVDF mirror's layout, and need not exist before its download runs.
+        return {split: split for split in ("train", "val")} if self.downloads_copy else video_folders(self.root)
 
 
 def dataset_spec(section: Mapping[str, Any], expand: Callable[[str], str] = lambda text: text) -> DatasetSpec:
@@ -161,6 +179,8 @@ def check_dataset(
     if kind is None:
         return None, [f"dataset.name must be one of {', '.join(KINDS)}, got {section.get('name')!r}"]
     settings = dict(section)
+    if kind.name == "kinetics400" and settings.get("download") == "cvdf" and not settings.get("root"):
+        settings["root"] = DOWNLOADED_ROOT
     if settings.get("root") is not None:
         settings["root"] = expand(settings["root"])
     if isinstance(settings.get("classes"), str):
@@ -195,13 +215,17 @@ def _key_problems(kind: DatasetKind, settings: Mapping[str, Any]) -> list[str]:
             problems.append(f"dataset.{key} is only used with dataset.name {' or '.join(kinds)} (this is {kind.name})")
     if kind.name == "folder" and not settings.get("root"):
         problems.append("dataset.root is required for dataset.name folder (a folder of <class>/<video>)")
-    if kind.name == "kinetics400":
+    if kind.name == "kinetics400" and settings.get("download") != "cvdf":
+        if settings.get("download_mirrors") or settings.get("keep_tarballs"):
+            problems.append("dataset.download_mirrors and dataset.keep_tarballs are only used with dataset.download: "
+                            "cvdf")
         if not settings.get("root"):
-            problems.append("dataset.root is required for dataset.name kinetics400 (the folder of your Kinetics copy)")
+            problems.append("dataset.root is required for dataset.name kinetics400 (the folder of your Kinetics copy, "
+                            "or set dataset.download: cvdf to download one)")
         else:
             try:
                 find_layout(settings["root"])  # a root that fits neither layout stops the start, before any job
-            except ConfigError as error:
+            except NlflowError as error:  # KineticsError: one of the problems listed together
                 problems.append(str(error))
     lists = {name: path for name, path in (settings.get("lists") or {}).items() if path}
     if lists and not {"train", "test"} <= set(lists):

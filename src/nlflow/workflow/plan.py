@@ -92,8 +92,14 @@ def downscaled_bytes_per_video(figures: DatasetFigures, downscale: Mapping[str, 
     return figures.frames_per_video * width * height * figures.bytes_per_pixel * qscale_factor(downscale["qscale"])
 
 
-def downscale_estimate(config: Mapping[str, Any]) -> int:
-    """Bytes the downscale stage writes for the whole dataset (what the stage checks before it starts)."""
+def downscale_estimate(config: Mapping[str, Any]) -> int | None:
+    """Bytes the downscale stage writes for the whole dataset (what the stage checks before it starts).
+
+    None before a CVDF download has made the copy: figures from a report and assumed frame sizes
+    are too rough to stop a job on (downscale still checks the size of the videos made so far).
+    """
+    if awaits_download(config):
+        return None
     figures = dataset_figures(config)
     return int(figures.videos * downscaled_bytes_per_video(figures, config["downscale"]))
 
@@ -122,7 +128,7 @@ def dataset_figures(config: Mapping[str, Any]) -> DatasetFigures:
     if name == "folder":
         return _folder_figures(dataset)
     if name == "kinetics400":
-        return _kinetics_figures(dataset)
+        return _kinetics_figures(kinetics_root(config), downloads=dataset.get("download") == "cvdf")
     raise ValueError(f"no size figures for dataset kind {name!r}")
 
 
@@ -139,12 +145,28 @@ def _folder_figures(dataset: Mapping[str, Any]) -> DatasetFigures:
                           1 - test_share, test_share, "your videos, UCF-101's output size per pixel")
 
 
-def _kinetics_figures(dataset: Mapping[str, Any]) -> DatasetFigures:
-    """A Kinetics copy: its split folders' videos counted and a few measured, as a folder's."""
+def kinetics_root(config: Mapping[str, Any]) -> str:
+    """The Kinetics copy's folder: dataset.root, or where `dataset.download: cvdf` puts it by default."""
+    from nlflow.lists.datasets import DOWNLOADED_ROOT
+
+    root = config["dataset"].get("root") or DOWNLOADED_ROOT
+    return root.replace("{results_dir}", str(config["results_dir"]))
+
+
+def awaits_download(config: Mapping[str, Any]) -> bool:
+    """`dataset.download: cvdf` has yet to put videos into the copy (its figures are a report's)."""
+    return config["dataset"].get("download") == "cvdf" and not _has_videos(kinetics_root(config))
+
+
+def _kinetics_figures(root: str, downloads: bool) -> DatasetFigures:
+    """A Kinetics copy: its split folders' videos counted and a few measured, as a folder's; a copy
+    `dataset.download: cvdf` has yet to make: the sizes a user reported (:func:`cvdf_figures`)."""
     from nlflow.lists.kinetics import video_folders
     from nlflow.lists.video_tree import list_videos
 
-    root = Path(dataset["root"])
+    if downloads and not _has_videos(root):
+        return cvdf_figures()
+    root = Path(root)
     videos = {split: [f"{folder}/{rel}" for rel in list_videos(root / folder)]
               for split, folder in video_folders(root).items()}
     every = [rel for split_videos in videos.values() for rel in split_videos]
@@ -155,6 +177,28 @@ def _kinetics_figures(dataset: Mapping[str, Any]) -> DatasetFigures:
     test_share = len(videos.get("val", [])) / max(1, len(every))
     return DatasetFigures(len(every), frames, width, height, bytes_per_video, UCF101.bytes_per_pixel,
                           1 - test_share, test_share, "your Kinetics copy, UCF-101's output size per pixel")
+
+
+def _has_videos(root: str | None) -> bool:
+    """Whether a CVDF download's copy is on disk already (its val folder holds videos)."""
+    if not root or not (Path(root) / "val").is_dir():
+        return False
+    with os.scandir(Path(root) / "val") as entries:
+        return any(entry.name.endswith(".mp4") for entry in entries)
+
+
+def cvdf_figures() -> DatasetFigures:
+    """Kinetics-400 before its CVDF download: train + val counts and the tarball size per video from
+    a user's report (nlflow.archives.cvdf, unverified); frames: 10 s clips at an assumed 30 fps;
+    frame size and output bytes per pixel: UCF-101's (Kinetics' are not measured here)."""
+    from nlflow.archives.cvdf import REPORTED_TARBALL_BYTES, REPORTED_VIDEOS
+
+    videos = REPORTED_VIDEOS["train"] + REPORTED_VIDEOS["val"]
+    per_video = REPORTED_TARBALL_BYTES / sum(REPORTED_VIDEOS.values())
+    return DatasetFigures(videos, 300.0, UCF101.width, UCF101.height, per_video, UCF101.bytes_per_pixel,
+                          REPORTED_VIDEOS["train"] / videos, REPORTED_VIDEOS["val"] / videos,
+                          "a user's report of the CVDF mirror (unverified), 10 s at an assumed 30 fps, UCF-101's frame "
+                          "size: an estimate until the copy is on disk")
 
 
 def _probe_sample(videos: list[str]) -> list[str]:
@@ -214,7 +258,9 @@ def _data_stages(config: Mapping[str, Any], figures: DatasetFigures, link_bytes_
     if config["dataset"]["name"] == "demo":
         stages.append(StageEstimate("make_demo_dataset", archive, None, False,
                                     "renders the videos; twice this while it packs them"))
-    if config["dataset"]["name"] != "folder":
+    if config["dataset"].get("download") == "cvdf":
+        stages.append(_cvdf_download(config, link_bytes_per_s))
+    if config["dataset"]["name"] not in ("folder", "kinetics400"):
         stages += [
             StageEstimate("download", archive, archive / link_bytes_per_s, False,
                           f"at {format_bytes(link_bytes_per_s)}/s from the mirror; a local file copies in seconds"),
@@ -222,10 +268,27 @@ def _data_stages(config: Mapping[str, Any], figures: DatasetFigures, link_bytes_
         ]
     return stages + [
         StageEstimate("downscale", per_video * videos,
-                      videos * figures.frames_per_video * pixel_frames * CPU_S_PER_PIXEL_FRAME, True),
+                      videos * figures.frames_per_video * pixel_frames * CPU_S_PER_PIXEL_FRAME, True,
+                      "assumed frames and size; not checked against the disk before the copy exists"
+                      if awaits_download(config) else ""),
         StageEstimate("write_lmdb", store_bytes, store_bytes * CPU_S_PER_STORE_BYTE, False,
                       "train, val and test: the time is the three jobs' sum" if embed else "paths only"),
     ]
+
+
+def _cvdf_download(config: Mapping[str, Any], link_bytes_per_s: float) -> StageEstimate:
+    """download_kinetics: the splits the DAG reads, at the reported sizes (436 GB of .tar.gz for
+    train, val and test, 443 GB extracted), shared out by video count; the tarballs stay only with
+    dataset.keep_tarballs (otherwise one part at a time)."""
+    from nlflow.archives.cvdf import REPORTED_EXTRACTED_BYTES, REPORTED_TARBALL_BYTES, REPORTED_VIDEOS
+
+    splits = ("train", "val") if config["train"].get("enabled", True) else ("val",)
+    share = sum(REPORTED_VIDEOS[split] for split in splits) / sum(REPORTED_VIDEOS.values())
+    tarballs = REPORTED_TARBALL_BYTES * share
+    disk = REPORTED_EXTRACTED_BYTES * share + (tarballs if config["dataset"].get("keep_tarballs") else 0)
+    return StageEstimate("download_kinetics", disk, tarballs / link_bytes_per_s + tarballs * CPU_S_PER_ARCHIVE_BYTE,
+                         False, f"{' + '.join(splits)}: {format_bytes(tarballs)} of .tar.gz at "
+                         f"{format_bytes(link_bytes_per_s)}/s (estimate; sizes from a user's report, unverified)")
 
 
 def _model_stages(config: Mapping[str, Any], figures: DatasetFigures, num_classes: int) -> list[StageEstimate]:

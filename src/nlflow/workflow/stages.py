@@ -83,6 +83,21 @@ def extract(archive: str, target_dir: str, nested: bool = False, check_disk: boo
     )
 
 
+def download_kinetics(split: str, root: str, mirrors: Sequence[str], done: str, keep_tarballs: bool = False,
+                      check_disk: bool = True) -> None:
+    """One split of Kinetics-400 from the CVDF mirror into ``root`` (``dataset.download: cvdf``);
+    ``done`` records what was fetched once every part is extracted."""
+    from nlflow.archives.cvdf import download_split
+    from nlflow.fileio import write_json_atomic
+
+    result = download_split(split=split, root=root, bases=list(mirrors), keep_tarballs=keep_tarballs,
+                            check_disk=check_disk)
+    write_json_atomic(done, {"split": split, "root": str(root), "parts": result.parts, "videos": result.videos,
+                             "manifest": str(result.manifest)})
+    log.info("Kinetics-400 %s from the CVDF mirror: %d parts (%d fetched by this run), %d videos in %s", split,
+             result.parts, result.fetched, result.videos, Path(root) / split)
+
+
 def extract_member(archive: str, member: str, dest: str) -> None:
     """One file of a tar archive (a starting point in the original's pretrained_model.tar.gz)."""
     from nlflow.archives.extract import extract_tar_member

@@ -73,6 +73,9 @@ def test_paths_are_expanded(tmp_path):
          "set one"),
         ("folder", {"root": "R", "group_pattern": "g\\d+"}, "exactly one group"),
         ("folder", {"root": "nowhere"}, "does not exist"),
+        ("ucf101", {"download": "cvdf", "videos": ARCHIVE, "splits": ARCHIVE}, "dataset.download is only used with"),
+        ("kinetics400", {"root": "R", "keep_tarballs": True}, "only used with dataset.download: cvdf"),
+        ("kinetics400", {}, "or set dataset.download: cvdf"),
     ],
 )
 def test_bad_combinations_stop_at_start_up(tmp_path, name, keys, fragment):
@@ -81,6 +84,18 @@ def test_bad_combinations_stop_at_start_up(tmp_path, name, keys, fragment):
     with pytest.raises(NlflowError) as info:
         dataset_spec(section(name, **keys))
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_downloaded_kinetics_copy_need_not_exist_at_start_up(tmp_path):
+    expand = lambda text: text.replace("{results_dir}", str(tmp_path / "results"))  # noqa: E731
+    spec = dataset_spec({"name": "kinetics400", "download": "cvdf"}, expand=expand)
+    assert spec.downloads_copy and spec.root == str(tmp_path / "results" / "kinetics400")
+    assert spec.video_folders() == {"train": "train", "val": "val"}
+    assert "inventory" not in spec.lists_settings()  # the download's records re-run make_lists instead
+    assert spec.download_mirrors() == ["https://s3.amazonaws.com/kinetics/400"]
+    mine = dataset_spec({"name": "kinetics400", "download": "cvdf", "root": str(tmp_path / "mine"),
+                         "download_mirrors": ["file:/data/k400"]})
+    assert mine.root == str(tmp_path / "mine") and mine.download_mirrors() == ["file:/data/k400"]
 
 
 def test_archive_kinds_need_their_archives():

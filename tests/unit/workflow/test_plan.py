@@ -10,7 +10,8 @@ import pytest
 
 from nlflow.diskspace import DiskSpaceError
 from nlflow.workflow.config import load_config
-from nlflow.workflow.plan import demo_dataset_estimate, downscale_estimate, plan_stages, qscale_factor
+from nlflow.workflow.plan import (CPU_S_PER_ARCHIVE_BYTE, demo_dataset_estimate, downscale_estimate, plan_stages,
+                                  qscale_factor)
 from nlflow.workflow import stages
 
 from helpers import REPO
@@ -34,6 +35,30 @@ def test_ucf101_estimates_match_the_rehearsals_measured_sizes():
         assert _disk(planned, name) == pytest.approx(measured * GB, rel=0.05), name
     data_stages = sum(_disk(planned, name) for name in ("download", "extract", "downscale", "write_lmdb"))
     assert data_stages == pytest.approx(92 * GB, rel=0.05)
+
+
+def test_a_cvdf_download_is_planned_from_the_reported_sizes_before_the_copy_exists(tmp_path):
+    config = load_config(REPO / "config" / "kinetics400.yaml")
+    config["results_dir"] = str(tmp_path / "results")
+    del config["dataset"]["root"]
+    config["dataset"]["download"] = "cvdf"
+    # Evaluation only: the val split, 19,882 of the 299,758 reported videos' 436 GB of .tar.gz
+    # (443 GB extracted), at 10 MB/s; no download/extract rows of an archive dataset.
+    planned = {stage.stage: stage for stage in plan_stages(config, link_bytes_per_s=10e6)}
+    assert "download" not in planned and "extract" not in planned
+    val_share = 19_882 / 299_758
+    assert planned["download_kinetics"].disk_bytes == pytest.approx(443 * GB * val_share)
+    # the transfer, and the extraction at the rehearsal's CPU seconds per archive byte
+    tarballs = 436 * GB * val_share
+    assert planned["download_kinetics"].cpu_s == pytest.approx(tarballs / 10e6 + tarballs * CPU_S_PER_ARCHIVE_BYTE)
+    assert "estimate" in planned["download_kinetics"].note and "unverified" in planned["download_kinetics"].note
+    # Figures from a report and assumed frames stop no job: downscale checks the disk as it goes.
+    assert downscale_estimate(config) is None
+    config["train"]["enabled"] = True
+    config["dataset"]["keep_tarballs"] = True
+    train_val_share = (241_190 + 19_882) / 299_758
+    trained = {stage.stage: stage for stage in plan_stages(config, link_bytes_per_s=10e6)}
+    assert trained["download_kinetics"].disk_bytes == pytest.approx((443 + 436) * GB * train_val_share)
 
 
 def test_qscale_scales_the_output_as_measured():
