@@ -65,7 +65,8 @@ TEST_CONFIG = demo_config(
 # (SIGKILL after KillWait: 5 s on this cluster, 30 s by SLURM's default), and the job's Snakemake
 # writes the error and exits. docs/cluster.md states it; measured 12.5 s (2026-12-03, load 8-18).
 KILL_BOUND_S = 120
-# Float summation order only (measured 3.0e-8 here, 2026-12-03).
+# Float summation order only, with the same threads per process (3.0e-8 on an Intel Xeon, 0 on
+# an AMD EPYC, 2026-12-03).
 WEIGHT_TOLERANCE = 1e-6
 
 
@@ -169,7 +170,11 @@ def test_two_nodes_end_with_the_weights_of_one_node_with_two_processes(workdir, 
     arguments = launch_arguments(one_node, str(results / "lmdb" / "split1" / "train.lmdb"),
                                  str(results / "lmdb" / "split1" / "val.lmdb"), str(results / "weights" / "init.pt"),
                                  str(results / "lists" / "split1" / "classes.txt"))
-    plan = plan_launch(2, 1, arguments, cuda_devices=0, environ=os.environ, threads=2)
+    # The same intra-op threads per process as on each node: on an AMD EPYC (2026-12-03) one
+    # thread instead of two changed these weights by 6.4e-4 (oneDNN's summation order), on an
+    # Intel Xeon by 3e-8.
+    per_process = int(re.search(r"on cpu \((\d+) threads each\)", two_node_run["log"]).group(1))
+    plan = plan_launch(2, 1, arguments, cuda_devices=0, environ=os.environ, threads=2 * per_process)
     assert "--standalone" in plan.command and plan.world_size == 2
     lines: list[str] = []
     run_plan(plan, relay=lines.append)

@@ -272,9 +272,11 @@ def set_up(settings: TrainSettings, rt: Runtime, state: dict | None, train_lmdb:
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         log.info(
-            "training %s: %d clips in the training set, global batch %d over %d process(es) on %s%s, "
+            "training %s: %d clips in the training set, global batch %d over %d process(es) on %s%s%s, "
             "%d iterations = %.1f epochs (%d iterations each), starting at %d",
             model_config.get("arch"), len(train_set), settings.batch_size, info.world_size, rt.device,
+            # On some CPUs the thread count changes oneDNN's summation order, hence the weights.
+            f" ({torch.get_num_threads()} threads each)" if rt.device.type == "cpu" else "",
             f" in {settings.accumulate} micro-batches of {micro}" if settings.accumulate > 1 else "",
             settings.max_iter, epochs_for(settings.max_iter, settings.batch_size, len(train_set)),
             sampler.iters_per_epoch, start_iter)
