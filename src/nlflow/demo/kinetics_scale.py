@@ -4,7 +4,8 @@ Written as a ``dataset.root`` copy in the CVDF mirror's layout, no archive:
 ``annotations/train.csv`` and ``annotations/val.csv`` (``label,youtube_id,time_start,time_end,split,is_cc``,
 rows sorted by class as in the official files) and flat ``train/``, ``val/`` folders of
 ``<youtube_id>_<start:06d>_<end:06d>.mp4``. What list making, downscale and evaluation read is
-real in shape; the pictures are :mod:`nlflow.demo.scale`'s panning textures.
+real in shape; the pictures are :mod:`nlflow.demo.scale`'s scene (a pan over a texture, a moving
+textured object, sensor noise) with smoother textures, rendered in YUV (see ``TEXTURE_SLOPE``).
 
 Shape of the full (fraction 1) set, drawn once per seed (facts with their source, assumptions
 marked as such):
@@ -39,6 +40,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import json
 import logging
 import os
 import time
@@ -253,8 +255,6 @@ def _settings(seed: int, max_frames: int | None, frame_size: tuple[int, int] | N
 
 def _kept_files(root: Path, settings: dict) -> dict[str, dict]:
     """relpath -> manifest entry of the files an earlier run with the same settings left intact."""
-    import json
-
     path = root / MANIFEST_NAME
     if not path.is_file():
         return {}

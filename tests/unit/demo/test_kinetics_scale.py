@@ -137,3 +137,18 @@ def test_a_real_size_clip_is_h264_at_the_bit_rate_that_gives_kinetics_file_sizes
         # Main profile with CABAC and B-frames: decoding costs what YouTube's files cost
         assert (stream.codec_context.name, stream.codec_context.profile) == ("h264", "Main")
         assert (stream.width, stream.height, stream.frames) == (640, 360, 300)
+
+
+def test_the_yuv_renderer_draws_the_rgb_renderers_scene():
+    """Same seed, same scene: the luma of the YUV frames is the RGB frames' luma, apart from the
+    noise (on luma only, unscaled) and rounding. A misplaced pan, object or plane would differ by tens."""
+    from nlflow.demo import scale
+
+    size = (160, 120)
+    rgb = list(scale.render_scale_frames(np.random.default_rng(7), 12, size))
+    yuv = list(scale.render_scale_frames_yuv420(np.random.default_rng(7), 12, size))
+    for rgb_frame, yuv_frame in zip(rgb, yuv, strict=True):
+        assert yuv_frame.shape == (180, 160) and yuv_frame.dtype == np.uint8
+        luma_of_rgb = scale._to_yuv(rgb_frame.astype(np.float32))[..., 0].astype(int)
+        difference = np.abs(yuv_frame[:120].astype(int) - luma_of_rgb)
+        assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 4
