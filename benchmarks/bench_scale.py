@@ -86,6 +86,11 @@ def rehearsal_config(source: Path, width: int, iterations: int) -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for part, name in (("videos", "UCF101.rar"), ("splits", "UCF101TrainTestSplits-RecognitionTask.zip")):
         config["dataset"][part].update(urls=[f"file:{source / name}"], sha256=None)
+    return with_narrow_network(config, width, iterations)
+
+
+def with_narrow_network(config: dict, width: int, iterations: int) -> dict:
+    """``config`` training a narrow network from scratch for ``iterations`` on 2 cores, tested as usual."""
     config["pretrained"] = {"name": None, "pkl": None, "drop_head": True, "keep_bn_stats": True}
     # C2D without non-local blocks at width 2: the cheapest network the builder makes, at the real
     # 8x8 clip and 256-pixel test views (the views' decoding is what this rehearsal measures).
@@ -362,16 +367,17 @@ def extrapolate(runs: list[dict], cores_list=(2, 16, 32)) -> dict:
     return {"stages": table, "total_wall_s": totals}
 
 
-def markdown_stage_table(runs: list[dict]) -> str:
-    lines = ["| stage | videos | wall s | CPU s | peak RSS MB | peak anon MB | written MB | output MB | others' cores |",
+def markdown_stage_table(runs: list[dict], size: str = "videos", extra_stages: tuple[str, ...] = ()) -> str:
+    """One line per stage and run; ``size``: the run's field that says how big it was."""
+    lines = [f"| stage | {size} | wall s | CPU s | peak RSS MB | peak anon MB | written MB | output MB | others' cores |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for stage in [name for name, _ in STAGES] + [EVALUATE_DATA]:
+    for stage in [name for name, _ in STAGES] + [EVALUATE_DATA, *extra_stages]:
         for run in runs:
             row = with_evaluate_data(run).get(stage)
             if row:
-                lines.append(f"| {stage} | {run['videos']} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | "
-                             f"{row['peak_rss_mb']:.0f} | {row['peak_anon_mb']:.0f} | {row['written_mb']:.0f} | "
-                             f"{row['output_mb']:.0f} | {row.get('others_cores', float('nan')):.2f} |")
+                lines.append(f"| {stage} | {run[size]:g} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | "
+                             f"{row['peak_rss_mb']:.0f} | {row['peak_anon_mb']:.0f} | {row.get('written_mb', 0):.0f} | "
+                             f"{row['output_mb']:.1f} | {row.get('others_cores', float('nan')):.2f} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _scale_demo(args: argparse.Namespace) -> int:
+    if args.kind == "kinetics400":
+        from nlflow.demo.kinetics_scale import generate_kinetics_scale
+
+        print(generate_kinetics_scale(args.out_dir, args.fraction, seed=args.seed, n_jobs=args.jobs, resume=args.resume))
+        return 0
     from nlflow.demo.scale import generate_scale_demo
 
     summary = generate_scale_demo(args.out_dir, args.fraction, seed=args.seed, n_jobs=args.jobs, solid=args.solid)
@@ -143,12 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--draw-frame-index", action="store_true", help="draw each frame's index into it")
     demo.set_defaults(func=_demo)
 
-    scale = commands.add_parser("scale-demo", help="generate a UCF-101-shaped dataset at a fraction of the real size")
-    scale.add_argument("out_dir", help="folder for UCF101.rar, the split zip and scale_manifest.json")
-    scale.add_argument("--fraction", type=float, required=True, help="share of UCF-101's 13,320 videos, e.g. 0.1")
+    scale = commands.add_parser("scale-demo", help="generate a UCF-101- or Kinetics-400-shaped dataset at a fraction of the real size")
+    scale.add_argument("out_dir", help="ucf101: folder for UCF101.rar, the split zip and scale_manifest.json; "
+                       "kinetics400: the copy's root (CVDF layout), for dataset.root")
+    scale.add_argument("--kind", choices=("ucf101", "kinetics400"), default="ucf101", help="which dataset's shape (default ucf101)")
+    scale.add_argument("--fraction", type=float, required=True,
+                       help="share of the real set: UCF-101's 13,320 videos, or Kinetics-400's 246,535 train and 19,882 val rows")
+    scale.add_argument("--resume", action="store_true", help="kinetics400: keep the videos an earlier run left in out_dir "
+                       "(a smaller fraction grows into a larger one)")
     scale.add_argument("--seed", type=int, default=0, help="random seed of the set (default 0)")
     scale.add_argument("--jobs", type=int, default=None, help="rendering processes (default: all cores)")
-    scale.add_argument("--solid", action="store_true", help="a solid, compressed RAR instead of a stored one")
+    scale.add_argument("--solid", action="store_true", help="ucf101: a solid, compressed RAR instead of a stored one")
     scale.set_defaults(func=_scale_demo)
 
     weights = commands.add_parser("weights", help="Caffe2 weight files").add_subparsers(dest="action", required=True)

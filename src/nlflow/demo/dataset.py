@@ -251,6 +251,17 @@ def render_class_frames(
 # ---------------------------------------------------------------- encoding
 
 
+@dataclasses.dataclass(frozen=True)
+class H264Encoding:
+    """libx264 at an average bit rate, instead of write_video's fixed MPEG-4 quantiser: a raw
+    YouTube clip's size is set by its bit rate, whatever the content. ``preset`` trades encoding
+    time for compression (x264's names)."""
+
+    bit_rate: int  # bits per second
+    preset: str = "superfast"
+    x264_params: str | None = None  # options on top of the preset, x264's "key=value:..." syntax
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -258,12 +269,18 @@ def write_video(
     keyframe_interval: int | None = None,
     qscale: int = VIDEO_QSCALE,
     b_frames: int = 0,
+    h264: H264Encoding | None = None,
+    frame_format: str = "rgb24",
 ) -> int:
-    """Encode RGB uint8 frames as MPEG-4 Part 2 (yuv420p) in AVI (fourcc XVID) or, for a ``.mp4``
+    """Encode uint8 frames as MPEG-4 Part 2 (yuv420p) in AVI (fourcc XVID) or, for a ``.mp4``
     path, in MP4; atomic. Returns the frame count.
 
     Timestamps are 0..N-1 in a 1/fps time base. ``keyframe_interval`` None keeps the encoder default.
     ``b_frames``: most consecutive B-frames (XviD's default is 2; the demo uses none).
+    ``h264``: H.264 at that bit rate instead (``qscale`` and ``b_frames`` then do not apply: the
+    preset decides). ``frame_format``: ``rgb24`` ([H, W, 3] frames) or ``yuv420p`` ([H * 3 / 2, W],
+    PyAV's layout: the Y plane, then U and V at half size, row after row), which skips the colour
+    conversion for generators that render in YUV.
     """
     count = 0
     container_format = "mp4" if Path(path).suffix.lower() == ".mp4" else "avi"
@@ -273,21 +290,28 @@ def write_video(
             for frame in frames:
                 if stream is None:
                     height, width = frame.shape[:2]
+                    if frame_format == "yuv420p":
+                        height = height * 2 // 3
                     if width % 2 or height % 2:
                         raise DemoError(f"video size must be even, got {width}x{height}")
-                    stream = container.add_stream("mpeg4", rate=fps)
+                    stream = container.add_stream("libx264" if h264 else "mpeg4", rate=fps)
                     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                     stream.time_base = Fraction(1, fps)
-                    if container_format == "avi":
+                    if container_format == "avi" and not h264:
                         stream.codec_tag = "XVID"
                     context = stream.codec_context
                     context.thread_count = 1  # deterministic output, and parallelism is per video
                     if keyframe_interval:
                         context.gop_size = keyframe_interval
-                    context.max_b_frames = b_frames
-                    # a fixed quantiser: constant quality whatever the content
-                    context.qmin = context.qmax = qscale
-                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                    if h264:
+                        context.bit_rate = h264.bit_rate
+                        context.options = {"preset": h264.preset,
+                                           **({"x264-params": h264.x264_params} if h264.x264_params else {})}
+                    else:
+                        context.max_b_frames = b_frames
+                        # a fixed quantiser: constant quality whatever the content
+                        context.qmin = context.qmax = qscale
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=frame_format)
                 video_frame.pts = count
                 container.mux(stream.encode(video_frame))
                 count += 1

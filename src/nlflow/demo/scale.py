@@ -246,35 +246,121 @@ def _bounce(position: float, speed: float, low: float, high: float) -> tuple[flo
     return position, speed
 
 
-def render_scale_frames(rng: np.random.Generator, num_frames: int, size: tuple[int, int] = SIZE) -> Iterator[np.ndarray]:
-    """Yield RGB uint8 frames [H, W, 3]: a pan over a texture, a moving textured ellipse, sensor noise."""
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """What one rehearsal video shows: a texture larger than the frame (the camera pans over it),
+    a textured ellipse moving across it, a bank of sensor-noise fields, and how they move."""
+
+    width: int
+    height: int
+    background: np.ndarray  # float32 [height + 2 margin, width + 2 margin, 3]
+    sprite: np.ndarray  # float32 [object height, object width, 3]
+    inside: np.ndarray  # bool [object height, object width, 1]: the ellipse
+    noise: np.ndarray  # float32 [NOISE_BANK, height, width, 1]
+    noise_order: np.ndarray  # the noise field of each frame
+    pan_velocity: tuple[float, float]
+    object_start: tuple[float, float]
+    object_velocity: tuple[float, float]
+
+
+def draw_scene(rng: np.random.Generator, num_frames: int, size: tuple[int, int],
+               object_size: tuple[int, int] = OBJECT_SIZE, texture_slope: tuple[float, float] = TEXTURE_SLOPE) -> Scene:
+    """A scene drawn from ``rng`` (the draws' order is fixed: a seed gives the same video forever).
+    ``texture_slope``: the range of the textures' spectral slope (larger: smoother pictures)."""
     width, height = size
-    margin = PAN_MARGIN
-    slope = rng.uniform(*TEXTURE_SLOPE)
-    background = pink_texture(rng, height + 2 * margin, width + 2 * margin, slope)
-    object_width, object_height = OBJECT_SIZE
+    slope = rng.uniform(*texture_slope)
+    background = pink_texture(rng, height + 2 * PAN_MARGIN, width + 2 * PAN_MARGIN, slope)
+    object_width, object_height = object_size
     sprite = pink_texture(rng, object_height, object_width, slope)
     yy, xx = np.mgrid[0:object_height, 0:object_width]
     inside = ((xx - object_width / 2) / (object_width / 2)) ** 2 + ((yy - object_height / 2) / (object_height / 2)) ** 2 <= 1
-    inside = inside[..., None]
     noise = rng.normal(0, rng.uniform(*NOISE_SIGMA), size=(NOISE_BANK, height, width, 1)).astype(np.float32)
     noise_order = rng.integers(0, NOISE_BANK, size=num_frames)
-    pan_x, pan_y = 0.0, 0.0
     pan_vx, pan_vy = rng.uniform(-PAN_SPEED, PAN_SPEED, size=2)
     obj_x, obj_y = rng.uniform(0, width - object_width), rng.uniform(0, height - object_height)
     obj_vx, obj_vy = rng.uniform(-OBJECT_SPEED, OBJECT_SPEED, size=2)
-    for index in range(num_frames):
+    return Scene(width, height, background, sprite, inside[..., None], noise, noise_order,
+                 (pan_vx, pan_vy), (obj_x, obj_y), (obj_vx, obj_vy))
+
+
+def scene_motion(scene: Scene, num_frames: int) -> Iterator[tuple[int, int, int, int]]:
+    """Per frame: (top, left) of the frame in the background and (x, y) of the object's box; both
+    bounce off their limits."""
+    object_height, object_width = scene.sprite.shape[:2]
+    margin = PAN_MARGIN
+    pan_x, pan_y = 0.0, 0.0
+    (pan_vx, pan_vy), (obj_x, obj_y), (obj_vx, obj_vy) = scene.pan_velocity, scene.object_start, scene.object_velocity
+    for _ in range(num_frames):
         pan_x, pan_vx = _bounce(pan_x, pan_vx, -margin, margin)
         pan_y, pan_vy = _bounce(pan_y, pan_vy, -margin, margin)
-        obj_x, obj_vx = _bounce(obj_x, obj_vx, 0, width - object_width)
-        obj_y, obj_vy = _bounce(obj_y, obj_vy, 0, height - object_height)
-        top, left = margin + int(round(pan_y)), margin + int(round(pan_x))
-        frame = background[top : top + height, left : left + width].copy()
-        x0, y0 = int(obj_x), int(obj_y)
+        obj_x, obj_vx = _bounce(obj_x, obj_vx, 0, scene.width - object_width)
+        obj_y, obj_vy = _bounce(obj_y, obj_vy, 0, scene.height - object_height)
+        yield margin + int(round(pan_y)), margin + int(round(pan_x)), int(obj_x), int(obj_y)
+
+
+def render_scale_frames(rng: np.random.Generator, num_frames: int, size: tuple[int, int] = SIZE) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames [H, W, 3]: a pan over a texture, a moving textured ellipse, sensor noise."""
+    scene = draw_scene(rng, num_frames, size)
+    width, height = size
+    object_height, object_width = scene.sprite.shape[:2]
+    motion = scene_motion(scene, num_frames)
+    for index, (top, left, x0, y0) in enumerate(motion):
+        frame = scene.background[top : top + height, left : left + width].copy()
         region = frame[y0 : y0 + object_height, x0 : x0 + object_width]
-        region[...] = np.where(inside, sprite, region)
-        frame += noise[noise_order[index]]
+        region[...] = np.where(scene.inside, scene.sprite, region)
+        frame += scene.noise[scene.noise_order[index]]
         yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+# BT.601, limited range (what a decoder assumes of untagged yuv420p): rows give Y, Cb, Cr from RGB in 0..255.
+_BT601 = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], np.float32) / 255
+_BT601_OFFSET = np.array([16.0, 128.0, 128.0], np.float32)
+# Luma noise is cut at this many grey levels (3.5 sigma at the largest NOISE_SIGMA): Y stays in
+# 16..235 before the noise, so adding it in uint8 never wraps.
+LUMA_NOISE_LIMIT = 16
+
+
+def _to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """float RGB [..., 3] in 0..255 -> uint8 Y, Cb, Cr [..., 3] (limited range)."""
+    return np.clip(np.rint(rgb @ _BT601.T + _BT601_OFFSET), 16, 240).astype(np.uint8)
+
+
+def render_scale_frames_yuv420(rng: np.random.Generator, num_frames: int, size: tuple[int, int],
+                               object_size: tuple[int, int] = OBJECT_SIZE,
+                               texture_slope: tuple[float, float] = TEXTURE_SLOPE) -> Iterator[np.ndarray]:
+    """The scene of :func:`render_scale_frames` as yuv420p frames ([H * 3 / 2, W], PyAV's layout),
+    composed in uint8: at Kinetics' frame sizes the float RGB frames, their clipping and the
+    encoder's RGB -> YUV conversion cost several times the encoding itself. The noise is on luma
+    only; the chroma planes are the texture's, subsampled. ``texture_slope``: see :func:`draw_scene`."""
+    scene = draw_scene(rng, num_frames, size, object_size, texture_slope)
+    width, height = size
+    # planar copies: slicing a plane out of interleaved [H, W, 3] reads every third byte, which
+    # made a 1280x720 frame cost 4.8 ms instead of about 3 (measured)
+    background = [np.ascontiguousarray(plane) for plane in np.moveaxis(_to_yuv(scene.background), -1, 0)]
+    sprite = [np.ascontiguousarray(plane) for plane in np.moveaxis(_to_yuv(scene.sprite), -1, 0)]
+    object_height, object_width = sprite[0].shape
+    inside = scene.inside[..., 0]
+    chroma_sprite = [plane[::2, ::2] for plane in sprite]
+    chroma_inside = inside[::2, ::2]
+    # two's complement in uint8: adding it wraps to the signed sum, which stays inside 0..255
+    noise = np.clip(np.rint(scene.noise[..., 0]), -LUMA_NOISE_LIMIT, LUMA_NOISE_LIMIT).astype(np.int8).view(np.uint8)
+    luma, chroma = height * width, (height // 2) * (width // 2)
+    for index, (top, left, x0, y0) in enumerate(scene_motion(scene, num_frames)):
+        frame = np.empty((height * 3 // 2, width), np.uint8)
+        flat = frame.reshape(-1)
+        y = flat[:luma].reshape(height, width)
+        y[...] = background[0][top : top + height, left : left + width]
+        np.copyto(y[y0 : y0 + object_height, x0 : x0 + object_width], sprite[0], where=inside)
+        np.add(y, noise[scene.noise_order[index]], out=y)
+        cy, cx = y0 // 2, x0 // 2
+        for plane in (1, 2):
+            offset = luma + (plane - 1) * chroma
+            c = flat[offset : offset + chroma].reshape(height // 2, width // 2)
+            c[...] = background[plane][top : top + height : 2, left : left + width : 2]
+            box = c[cy : cy + chroma_inside.shape[0], cx : cx + chroma_inside.shape[1]]
+            rows, cols = box.shape
+            np.copyto(box, chroma_sprite[plane - 1][:rows, :cols], where=chroma_inside[:rows, :cols])
+        yield frame
 
 
 def _video_rng(seed: int, video: ScaleVideo) -> np.random.Generator:
